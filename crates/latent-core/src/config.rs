@@ -240,6 +240,52 @@ impl PipelineConfig {
     }
 }
 
+/// Writes `pipeline.toml` and one slice per stage into `dir`, each holding `[run]` and the
+/// stage's own section. Files whose content is unchanged are left untouched (their
+/// modification time is what Make compares). Returns the paths that were written.
+pub fn write_slices(config: &PipelineConfig, dir: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(Serialize)]
+    struct Slice<'a, T: Serialize> {
+        run: &'a RunConfig,
+        #[serde(flatten)]
+        section: std::collections::BTreeMap<&'static str, &'a T>,
+    }
+
+    fn render<T: Serialize>(run: &RunConfig, name: &'static str, section: &T) -> String {
+        let slice = Slice {
+            run,
+            section: std::collections::BTreeMap::from([(name, section)]),
+        };
+        toml::to_string_pretty(&slice).expect("config serialises")
+    }
+
+    let files = [
+        ("pipeline.toml", config.to_toml()),
+        ("ingest.toml", render(&config.run, "ingest", &config.ingest)),
+        (
+            "augment.toml",
+            render(&config.run, "augment", &config.augment),
+        ),
+        ("train.toml", render(&config.run, "train", &config.train)),
+        ("export.toml", render(&config.run, "export", &config.export)),
+        (
+            "analyze.toml",
+            render(&config.run, "analyze", &config.analyze),
+        ),
+    ];
+
+    let mut written = Vec::new();
+    for (name, text) in files {
+        let path = dir.join(name);
+        if std::fs::read_to_string(&path).is_ok_and(|old| old == text) {
+            continue;
+        }
+        crate::atomic::write_bytes(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,5 +306,28 @@ mod tests {
         assert_eq!(cfg.train, TrainConfig::default());
         let again = PipelineConfig::parse(Path::new("x"), &cfg.to_toml()).unwrap();
         assert_eq!(again, cfg);
+    }
+
+    #[test]
+    fn slices_are_rewritten_only_when_their_section_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = PipelineConfig::default();
+        let first = write_slices(&cfg, dir.path()).unwrap();
+        assert_eq!(first.len(), 6);
+
+        cfg.analyze.knn_k = 7;
+        let second = write_slices(&cfg, dir.path()).unwrap();
+        let names: Vec<_> = second
+            .iter()
+            .map(|p| p.file_name().unwrap().to_owned())
+            .collect();
+        assert_eq!(names, ["pipeline.toml", "analyze.toml"]);
+
+        let slice = std::fs::read_to_string(dir.path().join("analyze.toml")).unwrap();
+        assert!(
+            slice.contains("knn_k = 7") && slice.contains("[run]"),
+            "{slice}"
+        );
+        assert!(!slice.contains("[train]"), "{slice}");
     }
 }

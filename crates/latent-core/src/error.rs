@@ -74,3 +74,15 @@ impl Error {
         }
     }
 }
+
+/// Formats an error with all its sources, "outer: inner: innermost", as binaries print it.
+pub fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
