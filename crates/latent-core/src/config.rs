@@ -92,6 +92,17 @@ pub struct AugmentConfig {
     pub jitter_p: f64,
     /// Probability that a view is turned to grayscale.
     pub grayscale_p: f64,
+    /// Probability of a Gaussian blur (applied only when `size >= blur_min_size`).
+    pub blur_p: f64,
+    /// Range of the blur's sigma in pixels, drawn uniformly.
+    pub blur_sigma: [f64; 2],
+    /// Views smaller than this side get no blur (SimCLR blurs at ImageNet sizes only).
+    pub blur_min_size: u32,
+    /// Probability of solarizing a view (values at or above `solarize_threshold` are
+    /// inverted); 0 in SimCLR v1.
+    pub solarize_p: f64,
+    /// Solarize threshold, on the 0..1 scale.
+    pub solarize_threshold: f64,
     /// Per-channel mean subtracted after scaling to 0..1 (empty: none).
     pub mean: Vec<f32>,
     /// Per-channel std divided after subtracting the mean (empty: none).
@@ -111,6 +122,11 @@ impl Default for AugmentConfig {
             jitter_strength: 0.5,
             jitter_p: 0.8,
             grayscale_p: 0.2,
+            blur_p: 0.5,
+            blur_sigma: [0.1, 2.0],
+            blur_min_size: 64,
+            solarize_p: 0.0,
+            solarize_threshold: 0.5,
             mean: Vec::new(),
             std: Vec::new(),
         }
