@@ -1,1 +1,296 @@
-//! placeholder
+//! analyze: how good is a latent space?
+//!
+//! Scores feature sets (the raw pixels of the image table first, as the baseline, then
+//! every latent table) with a fixed protocol: linear probes on stratified label subsets
+//! with `C` chosen by cross-validation on the subset, and kNN by cosine similarity. The
+//! results go to `report.json` (structure in `REPORT_FORMAT.md`) and a Markdown summary,
+//! both written atomically. Inputs are only ever read.
+
+pub mod error;
+pub mod features;
+pub mod knn;
+pub mod linalg;
+pub mod logistic;
+pub mod probe;
+pub mod report;
+pub mod steps;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use latent_core::config::AnalyzeConfig;
+
+pub use error::{AnalyzeError, Result};
+use features::FeatureSet;
+use knn::KnnSettings;
+use probe::ProbeSettings;
+use report::{FeatureSetReport, FeatureSetTimings, Inputs, NamedInput, Protocol, Report, Timings};
+
+/// The name the raw-pixel baseline is reported under (not allowed for a `--latent`).
+pub const RAW_PIXELS: &str = "raw-pixels";
+/// File names written into the output folder.
+pub const REPORT_JSON: &str = "report.json";
+pub const REPORT_MD: &str = "report.md";
+
+/// What to analyse and where to write the report.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    /// The image table (its raw pixels are the first baseline).
+    pub images: PathBuf,
+    /// Latent tables, by the name they are reported under.
+    pub latents: Vec<(String, PathBuf)>,
+    /// The training steps table, if any.
+    pub steps: Option<PathBuf>,
+    /// The pipeline config the settings came from, recorded in the report.
+    pub config_path: Option<PathBuf>,
+    /// The `[analyze]` settings.
+    pub config: AnalyzeConfig,
+    /// The run's seed (`[run].seed`).
+    pub seed: u64,
+    /// Output folder for `report.json` and `report.md`.
+    pub out: PathBuf,
+}
+
+/// Runs the whole analysis, writes the report files and returns the report.
+pub fn run(options: &AnalyzeOptions) -> Result<Report> {
+    let started = Instant::now();
+    check_options(options)?;
+    let (probe_settings, knn_settings) = settings(options);
+
+    let mut sources: Vec<(String, PathBuf)> =
+        vec![(RAW_PIXELS.to_string(), options.images.clone())];
+    sources.extend(options.latents.iter().cloned());
+    let mut feature_sets = Vec::new();
+    for (name, path) in &sources {
+        let load_started = Instant::now();
+        let set = if name == RAW_PIXELS {
+            features::read_raw_pixels(path)?
+        } else {
+            features::read_latent_table(name, path)?
+        };
+        tracing::info!(
+            "{name}: {} train / {} test rows of dimension {} from {}",
+            set.train.rows,
+            set.test.rows,
+            set.dim(),
+            path.display()
+        );
+        let load_s = load_started.elapsed().as_secs_f64();
+        let scored = score(
+            set,
+            &options.config.label_fractions,
+            &probe_settings,
+            knn_settings,
+            load_s,
+        );
+        log_scores(&scored);
+        feature_sets.push(scored);
+    }
+
+    let training = options.steps.as_deref().map(steps::summarise).transpose()?;
+    let report = Report {
+        format_version: report::FORMAT_VERSION,
+        product: "latent-analyze".into(),
+        product_version: latent_core::VERSION.into(),
+        protocol: protocol(options, probe_settings, knn_settings),
+        inputs: Inputs {
+            images: options.images.clone(),
+            latents: options
+                .latents
+                .iter()
+                .map(|(name, path)| NamedInput {
+                    name: name.clone(),
+                    path: path.clone(),
+                })
+                .collect(),
+            steps: options.steps.clone(),
+            config: options.config_path.clone(),
+        },
+        feature_sets,
+        training,
+        timings_s: Timings {
+            total: started.elapsed().as_secs_f64(),
+        },
+    };
+
+    write_report(&report, &options.out)?;
+    Ok(report)
+}
+
+/// The probe and kNN settings from the `[analyze]` config and the run seed.
+pub fn settings(options: &AnalyzeOptions) -> (ProbeSettings, KnnSettings) {
+    let probe = ProbeSettings {
+        run_seed: options.seed,
+        seeds: options.config.seeds.clone(),
+        ..ProbeSettings::default()
+    };
+    let knn = KnnSettings {
+        vote_k: options.config.knn_k,
+        ..KnnSettings::default()
+    };
+    (probe, knn)
+}
+
+/// Refuses options that cannot give a meaningful report, or that would overwrite an input.
+fn check_options(options: &AnalyzeOptions) -> Result<()> {
+    let mut names = vec![RAW_PIXELS];
+    for (name, path) in &options.latents {
+        if names.contains(&name.as_str()) {
+            return Err(AnalyzeError::Usage(format!(
+                "--latent {name}={}: the name '{name}' is already taken",
+                path.display()
+            )));
+        }
+        names.push(name);
+    }
+    if options.config.seeds.is_empty() {
+        return Err(AnalyzeError::Usage(
+            "[analyze].seeds must hold at least one seed".into(),
+        ));
+    }
+    if let Some(bad) = options
+        .config
+        .label_fractions
+        .iter()
+        .find(|f| !(**f > 0.0 && **f <= 1.0))
+    {
+        return Err(AnalyzeError::Usage(format!(
+            "[analyze].label_fractions must lie in (0, 1], found {bad}"
+        )));
+    }
+    if options.config.knn_k == 0 {
+        return Err(AnalyzeError::Usage(
+            "[analyze].knn_k must be at least 1".into(),
+        ));
+    }
+
+    let inputs = std::iter::once(&options.images)
+        .chain(options.latents.iter().map(|(_, p)| p))
+        .chain(options.steps.iter())
+        .chain(options.config_path.iter());
+    for input in inputs {
+        for output in [REPORT_JSON, REPORT_MD] {
+            if same_file(input, &options.out.join(output)) {
+                return Err(AnalyzeError::Usage(format!(
+                    "--out {}: writing {output} there would overwrite the input {}",
+                    options.out.display(),
+                    input.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Standardises one feature set and runs every probe on it.
+fn score(
+    mut set: FeatureSet,
+    fractions: &[f64],
+    probe_settings: &ProbeSettings,
+    knn_settings: KnnSettings,
+    load_s: f64,
+) -> FeatureSetReport {
+    let mut timings = FeatureSetTimings {
+        load: load_s,
+        ..FeatureSetTimings::default()
+    };
+    let step = Instant::now();
+    features::standardise(&mut set);
+    timings.standardise = step.elapsed().as_secs_f64();
+
+    let mut linear_probe = Vec::new();
+    for &fraction in fractions {
+        let step = Instant::now();
+        let result = probe::linear_probe(
+            &set.train,
+            &set.train_labels,
+            &set.test,
+            &set.test_labels,
+            fraction,
+            probe_settings,
+        );
+        timings.linear_probe.push(step.elapsed().as_secs_f64());
+        tracing::info!(
+            "{}: linear probe {}% labels: accuracy {:.4} ± {:.4} (C {:?}) in {:.1} s",
+            set.name,
+            fraction * 100.0,
+            result.mean,
+            result.std,
+            result.per_seed.iter().map(|s| s.c).collect::<Vec<_>>(),
+            step.elapsed().as_secs_f64()
+        );
+        linear_probe.push(result);
+    }
+
+    let step = Instant::now();
+    let threads = rayon::current_num_threads();
+    let knn = knn::knn_scores(
+        &set.train,
+        &set.train_labels,
+        &set.test,
+        &set.test_labels,
+        knn_settings,
+        threads,
+    );
+    timings.knn = step.elapsed().as_secs_f64();
+    timings.total =
+        timings.load + timings.standardise + timings.linear_probe.iter().sum::<f64>() + timings.knn;
+
+    FeatureSetReport {
+        dim: set.dim(),
+        classes: set.classes(),
+        train_rows: set.train.rows,
+        test_rows: set.test.rows,
+        skipped_rows: set.skipped_rows,
+        name: set.name,
+        source: set.source,
+        linear_probe,
+        knn,
+        timings_s: timings,
+    }
+}
+
+fn log_scores(set: &FeatureSetReport) {
+    tracing::info!(
+        "{}: kNN vote {:.4}, kNN weighted {:.4}; {:.1} s in all",
+        set.name,
+        set.knn.vote_accuracy,
+        set.knn.weighted_accuracy,
+        set.timings_s.total
+    );
+}
+
+fn protocol(options: &AnalyzeOptions, probe: ProbeSettings, knn: KnnSettings) -> Protocol {
+    Protocol {
+        standardisation: "each column standardised with the mean and population std of the \
+                          train split only; columns constant on the train split are set to 0"
+            .into(),
+        label_fractions: options.config.label_fractions.clone(),
+        linear_probe_objective: format!(
+            "multinomial logistic regression minimising C * sum of cross-entropy + \
+             0.5 * ||W||^2 (intercepts not penalised), L-BFGS with at most {} iterations, \
+             stopping at max |gradient| <= {} of the objective divided by C * rows",
+            probe.max_iter, probe.tol
+        ),
+        linear_probe: probe,
+        knn,
+        knn_similarity: "cosine similarity of L2-normalised standardised features, test rows \
+                         as queries against every train row"
+            .into(),
+    }
+}
+
+/// Writes `report.json` and `report.md` into `out`, each atomically.
+pub fn write_report(report: &Report, out: &Path) -> Result<()> {
+    let json = serde_json::to_string_pretty(report).expect("the report serialises");
+    latent_core::atomic::write_bytes(out.join(REPORT_JSON), format!("{json}\n").as_bytes())?;
+    latent_core::atomic::write_bytes(out.join(REPORT_MD), report::markdown(report).as_bytes())?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The report: its JSON structure (documented key by key in `REPORT_FORMAT.md`) and the
+//! Markdown summary written beside it.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::knn::{KnnScores, KnnSettings};
+use crate::probe::{FractionResult, ProbeSettings};
+
+/// Version of the `report.json` structure; raised when a key changes meaning or goes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Everything `report.json` holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format_version: u32,
+    pub product: String,
+    pub product_version: String,
+    pub protocol: Protocol,
+    pub inputs: Inputs,
+    pub feature_sets: Vec<FeatureSetReport>,
+    /// Summary of the training steps table, when `--steps` was given.
+    pub training: Option<TrainingSummary>,
+    pub timings_s: Timings,
+}
+
+/// The fixed protocol every number was measured with.
+#[derive(Debug, Clone, Serialize)]
+pub struct Protocol {
+    pub standardisation: String,
+    pub label_fractions: Vec<f64>,
+    pub linear_probe: ProbeSettings,
+    pub linear_probe_objective: String,
+    pub knn: KnnSettings,
+    pub knn_similarity: String,
+}
+
+/// Where the inputs came from.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inputs {
+    pub images: PathBuf,
+    pub latents: Vec<NamedInput>,
+    pub steps: Option<PathBuf>,
+    pub config: Option<PathBuf>,
+}
+
+/// A `--latent NAME=PATH` input.
+#[derive(Debug, Clone, Serialize)]
+pub struct NamedInput {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+/// The scores of one feature set.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureSetReport {
+    pub name: String,
+    pub source: PathBuf,
+    pub dim: usize,
+    pub classes: usize,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub skipped_rows: usize,
+    pub linear_probe: Vec<FractionResult>,
+    pub knn: KnnScores,
+    pub timings_s: FeatureSetTimings,
+}
+
+/// Seconds spent on one feature set.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeatureSetTimings {
+    pub load: f64,
+    pub standardise: f64,
+    /// One entry per label fraction, in the order of `linear_probe`.
+    pub linear_probe: Vec<f64>,
+    pub knn: f64,
+    pub total: f64,
+}
+
+/// The end of the training run, from its steps table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainingSummary {
+    pub path: PathBuf,
+    pub steps: usize,
+    pub final_loss: f64,
+    /// Name of the column the positive top-1 was read from (none if the table has none).
+    pub positive_top1_column: Option<String>,
+    pub final_positive_top1: Option<f64>,
+}
+
+/// Seconds of the whole analysis.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub total: f64,
+}
+
+/// The Markdown summary: one row per feature set, then the protocol in words.
+pub fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let fractions = &report.protocol.label_fractions;
+    let knn = &report.protocol.knn;
+
+    let _ = writeln!(md, "# Latent space report\n");
+    let _ = writeln!(
+        md,
+        "Test-split accuracy in %, {} {}. Linear probes at label fractions below 100% are \
+         the mean ± std over subset seeds {:?}.\n",
+        report.product, report.product_version, report.protocol.linear_probe.seeds
+    );
+    let mut header = String::from("| features | dim |");
+    let mut rule = String::from("| --- | --- |");
+    for f in fractions {
+        let _ = write!(header, " lin {} |", percent_label(*f));
+        rule.push_str(" --- |");
+    }
+    let _ = write!(
+        header,
+        " kNN{} vote | kNN{} weighted |",
+        knn.vote_k, knn.weighted_k
+    );
+    rule.push_str(" --- | --- |");
+    let _ = writeln!(md, "{header}\n{rule}");
+    for set in &report.feature_sets {
+        let mut line = format!("| {} | {} |", set.name, set.dim);
+        for probe in &set.linear_probe {
+            let flag = if probe.converged {
+                ""
+            } else {
+                " (not converged)"
+            };
+            if probe.per_seed.len() > 1 {
+                let _ = write!(
+                    line,
+                    " {:.1} ± {:.1}{flag} |",
+                    100.0 * probe.mean,
+                    100.0 * probe.std
+                );
+            } else {
+                let _ = write!(line, " {:.1}{flag} |", 100.0 * probe.mean);
+            }
+        }
+        let _ = write!(
+            line,
+            " {:.1} | {:.1} |",
+            100.0 * set.knn.vote_accuracy,
+            100.0 * set.knn.weighted_accuracy
+        );
+        let _ = writeln!(md, "{line}");
+    }
+
+    if let Some(training) = &report.training {
+        let _ = writeln!(
+            md,
+            "\nTraining ({}): {} steps, final loss {:.4}{}.",
+            training.path.display(),
+            training.steps,
+            training.final_loss,
+            training
+                .final_positive_top1
+                .map(|t| format!(", final positive top-1 {:.1}%", 100.0 * t))
+                .unwrap_or_default()
+        );
+    }
+
+    let probe = &report.protocol.linear_probe;
+    let _ = writeln!(md, "\n## Protocol\n");
+    let _ = writeln!(md, "- Features: {}.", report.protocol.standardisation);
+    let _ = writeln!(
+        md,
+        "- Linear probe: {}.",
+        report.protocol.linear_probe_objective
+    );
+    let _ = writeln!(
+        md,
+        "- Label subsets: round(fraction x class size) train rows per class (at least 1), \
+         drawn with seed {} and subset seeds {:?}; 100% uses every train row once.",
+        probe.run_seed, probe.seeds
+    );
+    let _ = writeln!(
+        md,
+        "- C chosen per subset from {:?} by {}-fold stratified cross-validation on the subset \
+         only (best mean accuracy, ties to the smaller C); C = {} when a class has fewer than \
+         {} rows. The test split is never used to choose anything.",
+        probe.c_grid, probe.folds, probe.fallback_c, probe.folds
+    );
+    let _ = writeln!(
+        md,
+        "- kNN: {}; k = {} majority vote (ties to the lowest class id) and k = {} weighted \
+         by exp(similarity / {}).",
+        report.protocol.knn_similarity, knn.vote_k, knn.weighted_k, knn.temperature
+    );
+    let _ = writeln!(md, "\nTotal time {:.1} s.", report.timings_s.total);
+    md
+}
+
+fn percent_label(fraction: f64) -> String {
+    format!("{}%", (fraction * 100.0 * 1000.0).round() / 1000.0)
+}
