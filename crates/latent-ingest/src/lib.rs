@@ -1,1 +1,628 @@
-//! placeholder
+//! The `ingest` stage: images in, one validated Parquet image table out.
+//!
+//! Sources are an image folder (`<root>/<class>/<file>`, optionally under `train/`,
+//! `test/` and `val/`), a tar archive of such a folder (read as a stream), MNIST-style IDX
+//! files, CIFAR-10/100 binary batches, or an existing image table. Every source goes the
+//! same way: a plan of rows in id order ([`layout`]), chunks of one row group decoded in
+//! parallel with rayon ([`decode`]), then a writer thread that deduplicates, counts and
+//! writes the row groups while the next chunk decodes ([`writer`]). A file that cannot be
+//! decoded becomes a row of the rejects table and never costs the images beside it.
+
+pub mod arrays;
+pub mod decode;
+pub mod error;
+pub mod folder;
+pub mod layout;
+pub mod tar_source;
+pub mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use latent_core::logging::progress_bar;
+use latent_core::schema::split;
+use rayon::prelude::*;
+
+pub use crate::decode::{ColorMode, Pixels, Reason, Rejection, Resize, ResizeFilter};
+pub use crate::error::{IngestError, Result};
+pub use crate::layout::{Shard, SplitOptions};
+pub use crate::writer::{Codec, ImageRow, RejectRow};
+
+use crate::layout::Selector;
+use crate::writer::ImageTableWriter;
+
+/// Metadata key: the source the table was ingested from.
+pub const SOURCE_KEY: &str = "latent.ingest.source";
+/// Metadata key: the ingest options as JSON (seed, split, policy).
+pub const OPTIONS_KEY: &str = "latent.ingest.options";
+/// Metadata key: the class names as a JSON list, indexed by label.
+pub const CLASS_NAMES_KEY: &str = "latent.ingest.class_names";
+
+/// What kind of source to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SourceFormat {
+    /// Decide from the path: `.tar` archive, `.parquet` table, a folder of IDX files or
+    /// CIFAR batches, otherwise an image folder.
+    #[default]
+    Auto,
+    Folder,
+    Tar,
+    Idx,
+    Cifar,
+    Parquet,
+}
+
+/// What to do with images whose pixels equal an earlier image's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Dedupe {
+    /// Keep them (they are counted and logged).
+    #[default]
+    Keep,
+    /// Leave them out; they are listed in the rejects table as `duplicate`.
+    Drop,
+}
+
+/// Everything an ingest run needs.
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    pub source: PathBuf,
+    pub out: PathBuf,
+    /// Rejects table path (default: `<out stem>.rejects.parquet` beside `out`).
+    pub rejects: Option<PathBuf>,
+    pub format: SourceFormat,
+    pub split: SplitOptions,
+    pub mode: ColorMode,
+    pub resize: Option<Resize>,
+    pub dedupe: Dedupe,
+    pub codec: Codec,
+    /// Rows per Parquet row group, and images decoded per parallel chunk.
+    pub row_group_size: usize,
+}
+
+impl IngestOptions {
+    /// Options with the defaults of the `[ingest]` config section.
+    pub fn new(source: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        let defaults = latent_core::config::IngestConfig::default();
+        Self {
+            source: source.into(),
+            out: out.into(),
+            rejects: None,
+            format: SourceFormat::Auto,
+            split: SplitOptions {
+                seed: 0,
+                test_fraction: defaults.test_fraction,
+                limit_per_class: defaults.limit_per_class,
+                shard: None,
+            },
+            mode: ColorMode::Keep,
+            resize: None,
+            dedupe: Dedupe::Keep,
+            codec: Codec::Snappy,
+            row_group_size: 1024,
+        }
+    }
+
+    /// The rejects table path: the one given, or `<stem>.rejects.parquet` beside `out`.
+    pub fn rejects_path(&self) -> PathBuf {
+        if let Some(path) = &self.rejects {
+            return path.clone();
+        }
+        let stem = self
+            .out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "images".into());
+        self.out.with_file_name(format!("{stem}.rejects.parquet"))
+    }
+
+    fn check(&self) -> Result<()> {
+        let f = self.split.test_fraction;
+        if !(0.0..1.0).contains(&f) {
+            return Err(IngestError::Option(format!(
+                "test fraction must be in 0..1 (0 included, 1 excluded), found {f}"
+            )));
+        }
+        if self.row_group_size == 0 {
+            return Err(IngestError::Option(
+                "row group size must be at least 1".into(),
+            ));
+        }
+        if let Some(r) = self.resize
+            && (r.width == 0 || r.height == 0)
+        {
+            return Err(IngestError::Option(format!(
+                "resize to {}x{}: both sides must be at least 1",
+                r.width, r.height
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What a run did. `seen = ingested + rejected + duplicates_dropped` always holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Summary {
+    pub format: Option<SourceFormat>,
+    /// Files or records considered (after `--limit-per-class` and `--shard`).
+    pub seen: usize,
+    /// Rows written to the image table.
+    pub ingested: usize,
+    /// Files refused (decode errors and the like), not counting dropped duplicates.
+    pub rejected: usize,
+    /// Images whose pixels equal an earlier image's (kept or dropped).
+    pub duplicates: usize,
+    /// Duplicates left out with `--dedupe drop`.
+    pub duplicates_dropped: usize,
+    /// Rejects per reason name (dropped duplicates included under `duplicate`).
+    pub reasons: BTreeMap<&'static str, usize>,
+    /// Rows written per split.
+    pub per_split: BTreeMap<&'static str, usize>,
+    pub class_names: Vec<String>,
+    pub out: PathBuf,
+    pub rejects: PathBuf,
+    pub seconds: f64,
+}
+
+/// Picks the source kind from the path when `--format` is `auto`.
+pub fn detect_format(source: &Path) -> Result<SourceFormat> {
+    let meta =
+        std::fs::metadata(source).map_err(|e| IngestError::io(source, "opening the source", e))?;
+    if meta.is_file() {
+        let name = source.to_string_lossy().to_lowercase();
+        return if name.ends_with(".tar") {
+            Ok(SourceFormat::Tar)
+        } else if name.ends_with(".parquet") {
+            Ok(SourceFormat::Parquet)
+        } else {
+            Err(IngestError::source(
+                source,
+                "a file source must be a .tar archive or a .parquet image table; \
+                 give --format to say what it is",
+            ))
+        };
+    }
+    if arrays::looks_like_idx(source) {
+        Ok(SourceFormat::Idx)
+    } else if arrays::looks_like_cifar(source) {
+        Ok(SourceFormat::Cifar)
+    } else {
+        Ok(SourceFormat::Folder)
+    }
+}
+
+/// Runs the stage: reads `options.source`, writes the image table and the rejects table.
+pub fn ingest(options: &IngestOptions) -> Result<Summary> {
+    options.check()?;
+    let start = Instant::now();
+    let format = match options.format {
+        SourceFormat::Auto => detect_format(&options.source)?,
+        other => other,
+    };
+    tracing::info!("reading {} as {format:?}", options.source.display());
+
+    let mut summary = match format {
+        SourceFormat::Folder | SourceFormat::Auto => ingest_folder(options)?,
+        SourceFormat::Tar => tar_source::ingest_tar(options)?,
+        SourceFormat::Idx => ingest_arrays(options, arrays::read_idx(&options.source)?)?,
+        SourceFormat::Cifar => ingest_arrays(options, arrays::read_cifar(&options.source)?)?,
+        SourceFormat::Parquet => ingest_table(options)?,
+    };
+    summary.format = Some(format);
+    summary.seconds = start.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// One row to produce: where it comes from and what it is.
+#[derive(Debug)]
+pub(crate) struct Job {
+    pub id: i64,
+    pub label: Option<i32>,
+    pub split: &'static str,
+    pub source: String,
+    pub input: Input,
+}
+
+#[derive(Debug)]
+pub(crate) enum Input {
+    Path(PathBuf),
+    Bytes(Vec<u8>),
+    Pixels(Pixels),
+    Rejected(Rejection),
+}
+
+enum Outcome {
+    Image(ImageRow),
+    Reject(RejectRow),
+}
+
+#[derive(Clone, Copy)]
+struct Policy {
+    mode: ColorMode,
+    resize: Option<Resize>,
+}
+
+fn process(job: Job, policy: Policy) -> Outcome {
+    let decoded = match job.input {
+        Input::Path(path) => std::fs::read(&path)
+            .map_err(|e| Rejection::new(Reason::Unreadable, e.to_string()))
+            .and_then(|bytes| decode::decode_image(&bytes)),
+        Input::Bytes(bytes) => decode::decode_image(&bytes),
+        Input::Pixels(pixels) => Ok(pixels),
+        Input::Rejected(rejection) => Err(rejection),
+    };
+    match decoded {
+        Ok(pixels) => {
+            let pixels = decode::apply_policy(pixels, policy.mode, policy.resize);
+            Outcome::Image(ImageRow {
+                id: job.id,
+                label: job.label,
+                split: job.split,
+                source: job.source,
+                height: pixels.height,
+                width: pixels.width,
+                channels: pixels.channels,
+                pixels: pixels.data,
+            })
+        }
+        Err(rejection) => Outcome::Reject(RejectRow {
+            path: job.source,
+            reason: rejection.reason.as_str(),
+            detail: rejection.detail,
+        }),
+    }
+}
+
+/// The sequential end of the pipeline: dedupes, counts, writes.
+pub(crate) struct Sink {
+    writer: ImageTableWriter,
+    dedupe: Dedupe,
+    first_with_hash: HashMap<u64, String>,
+    rejects: Vec<RejectRow>,
+    summary: Summary,
+    progress: ProgressBar,
+}
+
+impl Sink {
+    pub(crate) fn create(
+        options: &IngestOptions,
+        class_names: &[String],
+        expected_rows: usize,
+    ) -> Result<Self> {
+        let metadata = HashMap::from([
+            (SOURCE_KEY.to_string(), options.source.display().to_string()),
+            (OPTIONS_KEY.to_string(), options_json(options)),
+            (
+                CLASS_NAMES_KEY.to_string(),
+                serde_json::to_string(class_names).expect("strings serialise"),
+            ),
+        ]);
+        let writer = ImageTableWriter::create(
+            &options.out,
+            class_names.to_vec(),
+            metadata,
+            options.codec,
+            options.row_group_size,
+        )?;
+        Ok(Self {
+            writer,
+            dedupe: options.dedupe,
+            first_with_hash: HashMap::new(),
+            rejects: Vec::new(),
+            summary: Summary {
+                class_names: class_names.to_vec(),
+                ..Summary::default()
+            },
+            progress: progress_bar(expected_rows as u64, "ingest"),
+        })
+    }
+
+    fn accept(&mut self, outcomes: Vec<Outcome>) -> Result<()> {
+        self.progress.inc(outcomes.len() as u64);
+        for outcome in outcomes {
+            self.summary.seen += 1;
+            match outcome {
+                Outcome::Image(row) => self.accept_image(row)?,
+                Outcome::Reject(reject) => {
+                    tracing::debug!("{}: {} ({})", reject.path, reject.reason, reject.detail);
+                    self.summary.rejected += 1;
+                    *self.summary.reasons.entry(reject.reason).or_default() += 1;
+                    self.rejects.push(reject);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn accept_image(&mut self, row: ImageRow) -> Result<()> {
+        let mut hasher = std::hash::DefaultHasher::new();
+        (row.height, row.width, row.channels).hash(&mut hasher);
+        row.pixels.hash(&mut hasher);
+        let hash = hasher.finish();
+
+        if let Some(first) = self.first_with_hash.get(&hash) {
+            self.summary.duplicates += 1;
+            tracing::debug!("{}: same pixels as {first}", row.source);
+            if self.dedupe == Dedupe::Drop {
+                self.summary.duplicates_dropped += 1;
+                *self
+                    .summary
+                    .reasons
+                    .entry(Reason::Duplicate.as_str())
+                    .or_default() += 1;
+                self.rejects.push(RejectRow {
+                    path: row.source,
+                    reason: Reason::Duplicate.as_str(),
+                    detail: format!("same pixels as {first}"),
+                });
+                return Ok(());
+            }
+        } else {
+            self.first_with_hash.insert(hash, row.source.clone());
+        }
+
+        self.summary.ingested += 1;
+        *self.summary.per_split.entry(row.split).or_default() += 1;
+        self.writer.push(row)
+    }
+
+    /// Writes both tables and moves them into place together.
+    fn finish(self, options: &IngestOptions) -> Result<Summary> {
+        self.progress.finish_and_clear();
+        let mut summary = self.summary;
+        let images = self.writer.finish()?;
+        let rejects_path = options.rejects_path();
+        let rejects = writer::write_rejects(&rejects_path, &self.rejects, options.codec)?;
+        summary.out = images.commit()?;
+        summary.rejects = rejects.commit()?;
+        Ok(summary)
+    }
+}
+
+fn options_json(options: &IngestOptions) -> String {
+    let shard = options
+        .split
+        .shard
+        .map(|s| format!("{}/{}", s.index, s.count));
+    let resize = options
+        .resize
+        .map(|r| format!("{}x{} {:?}", r.width, r.height, r.filter));
+    serde_json::json!({
+        "seed": options.split.seed,
+        "test_fraction": options.split.test_fraction,
+        "limit_per_class": options.split.limit_per_class,
+        "shard": shard,
+        "mode": format!("{:?}", options.mode).to_lowercase(),
+        "resize": resize,
+        "dedupe": format!("{:?}", options.dedupe).to_lowercase(),
+    })
+    .to_string()
+}
+
+/// Decodes chunks in parallel while a writer thread consumes the previous one.
+///
+/// `chunks` is pulled on the calling thread (so a tar stream need not be `Send`); each
+/// chunk is decoded by the rayon pool and handed to the writer thread through a bounded
+/// channel, which keeps at most a few row groups in memory.
+pub(crate) fn run_pipeline(
+    chunks: impl Iterator<Item = Result<Vec<Job>>>,
+    mut sink: Sink,
+    options: &IngestOptions,
+) -> Result<Summary> {
+    let policy = Policy {
+        mode: options.mode,
+        resize: options.resize,
+    };
+    let sink = std::thread::scope(|scope| {
+        let (sender, receiver) = sync_channel::<Vec<Outcome>>(2);
+        let writer = scope.spawn(move || -> Result<Sink> {
+            for outcomes in receiver {
+                sink.accept(outcomes)?;
+            }
+            Ok(sink)
+        });
+
+        let mut failure = None;
+        for chunk in chunks {
+            match chunk {
+                Ok(jobs) => {
+                    let outcomes = jobs
+                        .into_par_iter()
+                        .map(|job| process(job, policy))
+                        .collect();
+                    if sender.send(outcomes).is_err() {
+                        break; // the writer stopped; its error is returned below
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(sender);
+        let sink = writer.join().expect("the writer thread does not panic")?;
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(sink),
+        }
+    })?;
+
+    let summary = sink.finish(options)?;
+    log_summary(&summary);
+    Ok(summary)
+}
+
+fn log_summary(summary: &Summary) {
+    let splits: Vec<String> = summary
+        .per_split
+        .iter()
+        .map(|(split, n)| format!("{split} {n}"))
+        .collect();
+    tracing::info!(
+        "seen {} = ingested {} + rejected {} + duplicates dropped {} ({} duplicates found); {}; {} classes",
+        summary.seen,
+        summary.ingested,
+        summary.rejected,
+        summary.duplicates_dropped,
+        summary.duplicates,
+        splits.join(", "),
+        summary.class_names.len(),
+    );
+    for (reason, count) in &summary.reasons {
+        tracing::info!("rejected as {reason}: {count}");
+    }
+    tracing::info!(
+        "wrote {} and {}",
+        summary.out.display(),
+        summary.rejects.display()
+    );
+}
+
+fn ingest_folder(options: &IngestOptions) -> Result<Summary> {
+    let listing = folder::list_folder(&options.source)?;
+    if listing.candidates.is_empty() {
+        return Err(IngestError::source(
+            &options.source,
+            "no files found; expected <root>/<class>/<image> or <root>/<split>/<class>/<image>",
+        ));
+    }
+    let plan = layout::plan(listing.candidates, listing.empty_classes, &options.split);
+    tracing::info!(
+        "{} files in {} classes to read",
+        plan.files.len(),
+        plan.class_names.len()
+    );
+
+    let sink = Sink::create(options, &plan.class_names, plan.files.len())?;
+    let chunk_size = options.row_group_size;
+    let mut files = plan.files.into_iter().peekable();
+    let chunks = std::iter::from_fn(move || {
+        files.peek()?;
+        let chunk: Vec<Job> = files
+            .by_ref()
+            .take(chunk_size)
+            .map(|file| Job {
+                id: file.id,
+                label: file.label,
+                split: file.split,
+                source: file.rel,
+                input: match file.rejected {
+                    Some(rejection) => Input::Rejected(rejection),
+                    None => Input::Path(file.locator),
+                },
+            })
+            .collect();
+        Some(Ok(chunk))
+    });
+    run_pipeline(chunks, sink, options)
+}
+
+fn ingest_arrays(options: &IngestOptions, source: arrays::ArraySource) -> Result<Summary> {
+    let total: usize = source.files.iter().map(|f| f.len()).sum();
+    tracing::info!("{total} records in {} files", source.files.len());
+
+    // IDX files carry no class names: their label names stay null.
+    let class_names = source.class_names.clone();
+
+    let mut selector = Selector::new(&options.split);
+    let mut kept: Vec<(usize, usize, i64)> = Vec::new();
+    let mut id = 0i64;
+    for (file_index, file) in source.files.iter().enumerate() {
+        for (record, &label) in file.labels.iter().enumerate() {
+            if selector.keep(id, Some(label), file.split) {
+                kept.push((file_index, record, id));
+            }
+            id += 1;
+        }
+    }
+
+    let sink = Sink::create(options, &class_names, kept.len())?;
+    let files = &source.files;
+    let chunks = kept.chunks(options.row_group_size).map(|chunk| {
+        Ok(chunk
+            .iter()
+            .map(|&(file_index, record, id)| {
+                let file = &files[file_index];
+                Job {
+                    id,
+                    label: Some(file.labels[record]),
+                    split: file.split,
+                    source: format!("{}#{record}", file.name),
+                    input: Input::Pixels(Pixels {
+                        height: file.height,
+                        width: file.width,
+                        channels: file.channels,
+                        data: file.record_hwc(record),
+                    }),
+                }
+            })
+            .collect())
+    });
+    run_pipeline(chunks, sink, options)
+}
+
+/// Re-ingests an image table: ids, labels and splits are kept as they are (no re-split);
+/// limit, shard, mode, resize and dedupe apply.
+fn ingest_table(options: &IngestOptions) -> Result<Summary> {
+    let table = latent_core::image_table::read_image_table(&options.source)?;
+    let class_names = table.class_names();
+    let name = options
+        .source
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+
+    let mut selector = Selector::new(&options.split);
+    let records: Vec<_> = table
+        .records
+        .into_iter()
+        .filter_map(|r| {
+            let split = match r.split.as_str() {
+                split::TRAIN => split::TRAIN,
+                split::TEST => split::TEST,
+                split::VAL => split::VAL,
+                _ => {
+                    return Some(Err(IngestError::source(
+                        &options.source,
+                        format!(
+                            "image id {} has split '{}'; expected train, test or val",
+                            r.id, r.split
+                        ),
+                    )));
+                }
+            };
+            selector
+                .keep(r.id, r.label, split)
+                .then_some(Ok((r, split)))
+        })
+        .collect::<Result<_>>()?;
+
+    let sink = Sink::create(options, &class_names, records.len())?;
+    let mut records = records.into_iter().peekable();
+    let chunk_size = options.row_group_size;
+    let chunks = std::iter::from_fn(move || {
+        records.peek()?;
+        let chunk = records
+            .by_ref()
+            .take(chunk_size)
+            .map(|(r, split)| Job {
+                id: r.id,
+                label: r.label,
+                split,
+                source: format!("{name}#{}", r.id),
+                input: Input::Pixels(Pixels {
+                    height: r.height,
+                    width: r.width,
+                    channels: r.channels,
+                    data: r.pixels,
+                }),
+            })
+            .collect();
+        Some(Ok(chunk))
+    });
+    run_pipeline(chunks, sink, options)
+}

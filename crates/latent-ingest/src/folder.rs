@@ -1,0 +1,148 @@
+//! Listing an image folder: `<root>/<class>/<file>` or `<root>/<split>/<class>/<file>`.
+//!
+//! Listing never reads image bytes. Problems that can be seen from the directory entry
+//! alone (a link that leads nowhere, a name that is not UTF-8, a FIFO) are recorded on
+//! the candidate, so the file becomes a reject with its own reason instead of failing the
+//! run. Hidden files (names starting with `.`) and folders nested inside class folders
+//! are skipped with a warning, since they are not images of that class.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use crate::decode::{Reason, Rejection};
+use crate::error::{IngestError, Result};
+use crate::layout::{Candidate, SPLIT_FOLDERS};
+
+/// What listing a folder found.
+#[derive(Debug)]
+pub struct Listing {
+    pub candidates: Vec<Candidate<PathBuf>>,
+    /// Class folders that hold no files (they still get a label).
+    pub empty_classes: Vec<String>,
+}
+
+/// Lists every file of an image folder, with split folders if the root has any.
+pub fn list_folder(root: &Path) -> Result<Listing> {
+    let meta = fs::metadata(root).map_err(|e| IngestError::io(root, "opening the source", e))?;
+    if !meta.is_dir() {
+        return Err(IngestError::source(root, "is not a folder"));
+    }
+
+    let mut listing = Listing {
+        candidates: Vec::new(),
+        empty_classes: Vec::new(),
+    };
+    let split_dirs: Vec<&'static str> = SPLIT_FOLDERS
+        .into_iter()
+        .filter(|s| root.join(s).is_dir())
+        .collect();
+    if split_dirs.is_empty() {
+        list_classes(root, root, None, &mut listing)?;
+    } else {
+        for split in split_dirs {
+            list_classes(root, &root.join(split), Some(split), &mut listing)?;
+        }
+    }
+    Ok(listing)
+}
+
+fn list_classes(
+    root: &Path,
+    dir: &Path,
+    split: Option<&'static str>,
+    listing: &mut Listing,
+) -> Result<()> {
+    for entry in read_dir_sorted(dir)? {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if !fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+            tracing::warn!(
+                "{}: skipped, files must sit inside a class folder",
+                path.display()
+            );
+            continue;
+        }
+        let class = name.to_string_lossy().into_owned();
+        let class_ok = name.to_str().is_some();
+        let before = listing.candidates.len();
+        list_files(root, &path, split, &class, class_ok, listing)?;
+        if listing.candidates.len() == before {
+            tracing::warn!("{}: class folder holds no files", path.display());
+            listing.empty_classes.push(class);
+        }
+    }
+    Ok(())
+}
+
+fn list_files(
+    root: &Path,
+    class_dir: &Path,
+    split: Option<&'static str>,
+    class: &str,
+    class_ok: bool,
+    listing: &mut Listing,
+) -> Result<()> {
+    for entry in read_dir_sorted(class_dir)? {
+        let path = entry.path();
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let rel = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace(std::path::MAIN_SEPARATOR, "/");
+
+        let rejected = match fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                tracing::warn!("{}: nested folder skipped", path.display());
+                continue;
+            }
+            Ok(meta) if !meta.is_file() => Some(Rejection::new(
+                Reason::Unreadable,
+                "not a regular file (a FIFO, socket or device)",
+            )),
+            Ok(_) if !class_ok || name.to_str().is_none() => Some(Rejection::new(
+                Reason::NonUtf8Name,
+                "the path is not valid UTF-8, so it cannot be stored as the image's source",
+            )),
+            Ok(_) => None,
+            Err(e) => Some(link_or_unreadable(&e)),
+        };
+        listing.candidates.push(Candidate {
+            rel,
+            split,
+            class: class.to_string(),
+            rejected,
+            locator: path,
+        });
+    }
+    Ok(())
+}
+
+fn link_or_unreadable(error: &std::io::Error) -> Rejection {
+    let loop_or_dangling = matches!(error.kind(), ErrorKind::NotFound)
+        || error.raw_os_error() == Some(40) // ELOOP on Linux
+        || error.to_string().contains("symbolic links");
+    if loop_or_dangling {
+        Rejection::new(
+            Reason::BrokenLink,
+            format!("a symbolic link that leads nowhere or into a loop: {error}"),
+        )
+    } else {
+        Rejection::new(Reason::Unreadable, error.to_string())
+    }
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    let mut entries = fs::read_dir(dir)
+        .and_then(|entries| entries.collect::<std::io::Result<Vec<_>>>())
+        .map_err(|e| IngestError::io(dir, "listing the folder", e))?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}

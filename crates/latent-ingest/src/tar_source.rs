@@ -1,0 +1,148 @@
+//! Reading an image folder packed in a tar archive, without extracting it.
+//!
+//! Two passes over the archive. The first reads only the headers (seeking over the
+//! data) to list the files, so that class names, labels, ids and the stratified split are
+//! known before any row is written. The second streams the entries in archive order,
+//! reading the bytes of one row group at a time, so memory stays flat whatever the size
+//! of the archive. Paths inside the archive follow the folder layout of [`crate::folder`].
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Read;
+
+use crate::decode::{Reason, Rejection};
+use crate::error::{IngestError, Result};
+use crate::layout::{self, Candidate, SPLIT_FOLDERS};
+use crate::{IngestOptions, Input, Job, Sink, Summary, run_pipeline};
+
+/// Lists the files of the archive as candidates (the locator is the entry path).
+fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
+    let path = &options.source;
+    let file = File::open(path).map_err(|e| IngestError::io(path, "opening the archive", e))?;
+    let mut archive = tar::Archive::new(file);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| IngestError::io(path, "reading the archive", e))?;
+
+    let mut names = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| IngestError::io(path, "reading an archive header", e))?;
+        if !entry.header().entry_type().is_file() {
+            continue;
+        }
+        let raw = entry.path_bytes();
+        let utf8 = std::str::from_utf8(&raw).is_ok();
+        names.push((String::from_utf8_lossy(&raw).into_owned(), utf8));
+    }
+
+    let has_splits = names.iter().any(|(name, _)| {
+        name.split('/')
+            .next()
+            .is_some_and(|first| SPLIT_FOLDERS.contains(&first))
+    });
+    let mut candidates = Vec::new();
+    for (name, utf8) in names {
+        let parts: Vec<&str> = name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        let (split, class, file) = match (has_splits, parts.as_slice()) {
+            (true, [split, class, file]) => match SPLIT_FOLDERS.iter().find(|s| *s == split) {
+                Some(split) => (Some(*split), *class, *file),
+                None => {
+                    tracing::warn!("{name}: skipped, not under a split folder");
+                    continue;
+                }
+            },
+            (false, [class, file]) => (None, *class, *file),
+            _ => {
+                tracing::warn!("{name}: skipped, not at <split>/<class>/<file> or <class>/<file>");
+                continue;
+            }
+        };
+        if file.starts_with('.') {
+            continue;
+        }
+        let rejected = (!utf8).then(|| {
+            Rejection::new(
+                Reason::NonUtf8Name,
+                "the entry name is not valid UTF-8, so it cannot be stored as the image's source",
+            )
+        });
+        candidates.push(Candidate {
+            rel: parts.join("/"),
+            split,
+            class: class.to_string(),
+            rejected,
+            locator: name,
+        });
+    }
+    Ok(candidates)
+}
+
+/// Ingests a tar archive of an image folder.
+pub fn ingest_tar(options: &IngestOptions) -> Result<Summary> {
+    let candidates = list_tar(options)?;
+    if candidates.is_empty() {
+        return Err(IngestError::source(
+            &options.source,
+            "the archive holds no files at <class>/<image> or <split>/<class>/<image>",
+        ));
+    }
+    let plan = layout::plan(candidates, [], &options.split);
+    tracing::info!(
+        "{} files in {} classes to read from the archive",
+        plan.files.len(),
+        plan.class_names.len()
+    );
+    let sink = Sink::create(options, &plan.class_names, plan.files.len())?;
+
+    let mut wanted: HashMap<String, layout::Planned<String>> = plan
+        .files
+        .into_iter()
+        .map(|f| (f.locator.clone(), f))
+        .collect();
+
+    let path = &options.source;
+    let file = File::open(path).map_err(|e| IngestError::io(path, "opening the archive", e))?;
+    let mut archive = tar::Archive::new(file);
+    let mut entries = archive
+        .entries()
+        .map_err(|e| IngestError::io(path, "reading the archive", e))?;
+    let chunk_size = options.row_group_size;
+
+    let chunks = std::iter::from_fn(|| {
+        let mut chunk = Vec::with_capacity(chunk_size);
+        while chunk.len() < chunk_size {
+            let mut entry = match entries.next()? {
+                Ok(entry) => entry,
+                Err(e) => return Some(Err(IngestError::io(path, "reading an archive entry", e))),
+            };
+            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+            let Some(planned) = wanted.remove(&name) else {
+                continue;
+            };
+            let input = match planned.rejected {
+                Some(rejection) => Input::Rejected(rejection),
+                None => {
+                    let mut bytes = Vec::with_capacity(entry.header().size().unwrap_or(0) as usize);
+                    match entry.read_to_end(&mut bytes) {
+                        Ok(_) => Input::Bytes(bytes),
+                        Err(e) => {
+                            Input::Rejected(Rejection::new(Reason::Unreadable, e.to_string()))
+                        }
+                    }
+                }
+            };
+            chunk.push(Job {
+                id: planned.id,
+                label: planned.label,
+                split: planned.split,
+                source: planned.rel,
+                input,
+            });
+        }
+        (!chunk.is_empty()).then_some(Ok(chunk))
+    });
+    run_pipeline(chunks, sink, options)
+}
