@@ -427,3 +427,318 @@ pub fn solarize(image: &mut Image, threshold: f32) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latent_core::rng::rng_for;
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    /// A 3-channel image whose values vary with position and channel.
+    fn gradient(height: usize, width: usize) -> Image {
+        let mut image = Image::filled(3, height, width, 0.0);
+        for (i, v) in image.data.iter_mut().enumerate() {
+            *v = ((i * 37) % 101) as f32 / 100.0;
+        }
+        image
+    }
+
+    #[test]
+    fn crop_boxes_stay_inside_and_cover_the_scale_and_ratio_ranges() {
+        let (height, width) = (32, 40);
+        let mut rng = rng_for(1, &[9]);
+        let (mut small, mut large, mut wide, mut tall, mut log_ratio_sum) = (0, 0, 0, 0, 0.0);
+        let draws = 4000;
+
+        for _ in 0..draws {
+            let b = sample_crop_box(&mut rng, height, width, [0.08, 1.0], [3.0 / 4.0, 4.0 / 3.0]);
+            assert!(b.height >= 1 && b.width >= 1, "{b:?}");
+            assert!(
+                b.top + b.height <= height && b.left + b.width <= width,
+                "{b:?}"
+            );
+
+            // Sides are rounded, so allow half a pixel on each side of the limits.
+            let area = (b.height * b.width) as f64 / (height * width) as f64;
+            let (w, h) = (b.width as f64, b.height as f64);
+            assert!(
+                ((w + 0.5) * (h + 0.5)) / (height * width) as f64 >= 0.08,
+                "{b:?}"
+            );
+            assert!(
+                (w - 0.5) / (h + 0.5) <= 4.0 / 3.0 && (w + 0.5) / (h - 0.5) >= 0.75,
+                "{b:?}"
+            );
+
+            small += usize::from(area < 0.2);
+            large += usize::from(area > 0.8);
+            wide += usize::from(w / h > 1.15);
+            tall += usize::from(w / h < 0.87);
+            log_ratio_sum += (w / h).ln();
+        }
+
+        assert!(
+            small > draws / 10 && large > draws / 20,
+            "small {small}, large {large}"
+        );
+        assert!(
+            wide > draws / 10 && tall > draws / 10,
+            "wide {wide}, tall {tall}"
+        );
+        assert!(
+            (log_ratio_sum / draws as f64).abs() < 0.03,
+            "log-uniform ratio is centred"
+        );
+    }
+
+    #[test]
+    fn crop_falls_back_to_a_centred_box_when_nothing_fits() {
+        // A ratio of 3..4 can never fit 90-100% of a square image.
+        let mut rng = rng_for(0, &[]);
+        let b = sample_crop_box(&mut rng, 30, 30, [0.9, 1.0], [3.0, 4.0]);
+        let expected = CropBox {
+            top: 10,
+            left: 0,
+            height: 10,
+            width: 30,
+        };
+        assert_eq!(b, expected);
+    }
+
+    #[test]
+    fn resize_matches_hand_computed_bilinear_values() {
+        let row = Image {
+            channels: 1,
+            height: 1,
+            width: 4,
+            data: vec![0.0, 1.0, 2.0, 3.0],
+        };
+        let whole = CropBox {
+            top: 0,
+            left: 0,
+            height: 1,
+            width: 4,
+        };
+
+        // Shrinking 4 -> 2: triangle filter twice as wide, weights (3, 3, 1)/7 and (1, 3, 3)/7.
+        let half = resized_crop(&row, whole, 1, 2);
+        assert!(
+            max_diff(&half.data, &[5.0 / 7.0, 16.0 / 7.0]) < 1e-6,
+            "{:?}",
+            half.data
+        );
+
+        // Growing the middle pair 2 -> 4: samples at -0.25 (clamped), 0.25, 0.75, 1.25 (clamped).
+        let pair = CropBox {
+            left: 1,
+            width: 2,
+            ..whole
+        };
+        let grown = resized_crop(&row, pair, 1, 4);
+        assert!(
+            max_diff(&grown.data, &[1.0, 1.25, 1.75, 2.0]) < 1e-6,
+            "{:?}",
+            grown.data
+        );
+
+        // The whole image at its own size is itself.
+        let image = gradient(5, 7);
+        let same = resized_crop(
+            &image,
+            CropBox {
+                top: 0,
+                left: 0,
+                height: 5,
+                width: 7,
+            },
+            5,
+            7,
+        );
+        assert!(max_diff(&same.data, &image.data) < 1e-6);
+    }
+
+    #[test]
+    fn flipping_twice_is_the_identity_and_once_mirrors_rows() {
+        let image = gradient(3, 5);
+        let mut flipped = image.clone();
+        hflip(&mut flipped);
+        assert_eq!(flipped.data[0], image.data[4]);
+        assert_eq!(flipped.data[5 + 1], image.data[5 + 3]);
+        assert_ne!(flipped, image);
+        hflip(&mut flipped);
+        assert_eq!(flipped, image);
+    }
+
+    #[test]
+    fn brightness_multiplies_and_clamps() {
+        let mut image = Image {
+            channels: 1,
+            height: 1,
+            width: 2,
+            data: vec![0.8, 0.2],
+        };
+        adjust_brightness(&mut image, 0.5);
+        assert!(max_diff(&image.data, &[0.4, 0.1]) < 1e-6);
+        adjust_brightness(&mut image, 3.0);
+        assert!(max_diff(&image.data, &[1.0, 0.3]) < 1e-6);
+    }
+
+    #[test]
+    fn contrast_blends_with_the_mean_grey_level() {
+        // Pixels pure red and black: greys 0.299 and 0, mean 0.1495.
+        let mut image = Image {
+            channels: 3,
+            height: 1,
+            width: 2,
+            data: vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        };
+        adjust_contrast(&mut image, 0.5);
+        let m = 0.5 * 0.1495;
+        let expected = [0.5 + m, m, m, m, m, m];
+        assert!(max_diff(&image.data, &expected) < 1e-6, "{:?}", image.data);
+
+        let mut flat = gradient(4, 4);
+        adjust_contrast(&mut flat, 0.0);
+        assert!(flat.data.iter().all(|&v| (v - flat.data[0]).abs() < 1e-6));
+    }
+
+    #[test]
+    fn zero_saturation_and_grayscale_give_equal_channels_with_luma_weights() {
+        let (r, g, b) = (0.9f32, 0.5, 0.1);
+        let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+        let pixel = Image {
+            channels: 3,
+            height: 1,
+            width: 1,
+            data: vec![r, g, b],
+        };
+
+        let mut gray = pixel.clone();
+        grayscale(&mut gray);
+        assert!(max_diff(&gray.data, &[luma; 3]) < 1e-6, "{:?}", gray.data);
+
+        let mut desaturated = pixel.clone();
+        adjust_saturation(&mut desaturated, 0.0);
+        assert!(max_diff(&desaturated.data, &[luma; 3]) < 1e-6);
+
+        let mut unchanged = pixel.clone();
+        adjust_saturation(&mut unchanged, 1.0);
+        assert!(max_diff(&unchanged.data, &pixel.data) < 1e-6);
+    }
+
+    #[test]
+    fn hue_rotation_maps_pure_red_to_known_colours() {
+        let red = Image {
+            channels: 3,
+            height: 1,
+            width: 1,
+            data: vec![1.0, 0.0, 0.0],
+        };
+        for (shift, expected) in [
+            (1.0 / 6.0, [1.0, 1.0, 0.0]),
+            (1.0 / 3.0, [0.0, 1.0, 0.0]),
+            (-1.0 / 3.0, [0.0, 0.0, 1.0]),
+            (0.5, [0.0, 1.0, 1.0]),
+        ] {
+            let mut image = red.clone();
+            adjust_hue(&mut image, shift);
+            assert!(
+                max_diff(&image.data, &expected) < 1e-5,
+                "{shift}: {:?}",
+                image.data
+            );
+        }
+
+        // A dull orange (hue 30 degrees) turned by a quarter turn becomes hue 120 degrees.
+        let mut orange = Image {
+            data: vec![0.8, 0.5, 0.2],
+            ..red
+        };
+        adjust_hue(&mut orange, 0.25);
+        assert!(
+            max_diff(&orange.data, &[0.2, 0.8, 0.2]) < 1e-5,
+            "{:?}",
+            orange.data
+        );
+    }
+
+    #[test]
+    fn gray_images_are_left_alone_by_colour_only_operations() {
+        let gray = Image {
+            channels: 1,
+            height: 2,
+            width: 2,
+            data: vec![0.1, 0.4, 0.6, 0.9],
+        };
+        let mut image = gray.clone();
+        adjust_hue(&mut image, 0.3);
+        adjust_saturation(&mut image, 0.2);
+        grayscale(&mut image);
+        assert_eq!(image, gray);
+    }
+
+    #[test]
+    fn blur_keeps_a_constant_image_and_spreads_an_impulse_with_unit_sum() {
+        let mut flat = Image::filled(3, 9, 11, 0.37);
+        gaussian_blur(&mut flat, 5, 1.3);
+        assert!(flat.data.iter().all(|&v| (v - 0.37).abs() < 1e-6));
+
+        let mut impulse = Image::filled(1, 15, 15, 0.0);
+        impulse.data[7 * 15 + 7] = 1.0;
+        gaussian_blur(&mut impulse, 9, 1.5);
+        let total: f32 = impulse.data.iter().sum();
+        assert!((total - 1.0).abs() < 1e-5, "{total}");
+        assert!(impulse.data[7 * 15 + 7] < 1.0 && impulse.data[7 * 15 + 8] > 0.0);
+        assert!((impulse.data[7 * 15 + 6] - impulse.data[7 * 15 + 8]).abs() < 1e-7);
+    }
+
+    #[test]
+    fn blur_kernel_is_ten_percent_of_the_side_made_odd() {
+        assert_eq!(blur_kernel_size(96), 9);
+        assert_eq!(blur_kernel_size(64), 7);
+        assert_eq!(blur_kernel_size(224), 23);
+        assert_eq!(blur_kernel_size(32), 3);
+        let k = gaussian_kernel(3, 1.0);
+        let e = (-0.5f32).exp();
+        assert!(
+            max_diff(
+                &k,
+                &[
+                    e / (1.0 + 2.0 * e),
+                    1.0 / (1.0 + 2.0 * e),
+                    e / (1.0 + 2.0 * e)
+                ]
+            ) < 1e-6
+        );
+    }
+
+    #[test]
+    fn solarize_inverts_values_at_or_above_the_threshold() {
+        let mut image = Image {
+            channels: 1,
+            height: 1,
+            width: 3,
+            data: vec![0.2, 0.5, 0.9],
+        };
+        solarize(&mut image, 0.5);
+        assert!(max_diff(&image.data, &[0.2, 0.5, 0.1]) < 1e-6);
+    }
+
+    #[test]
+    fn bytes_round_trip_through_chw_floats() {
+        let pixels: Vec<u8> = (0..2 * 3 * 3).map(|v| (v * 13) as u8).collect();
+        let image = Image::from_hwc_u8(2, 3, 3, &pixels);
+        assert_eq!(
+            image.data[1],
+            39.0 / 255.0,
+            "CHW: second value is the red of pixel 1"
+        );
+        assert_eq!(image.to_hwc_u8(), pixels);
+    }
+}

@@ -223,3 +223,127 @@ pub fn apply_jitter(image: &mut Image, op: JitterOp, factor: f32) {
         JitterOp::Hue => ops::adjust_hue(image, factor),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use latent_core::rng::rng_for;
+
+    #[test]
+    fn zero_strength_jitter_is_the_identity() {
+        let config = AugmentConfig {
+            jitter_strength: 0.0,
+            ..AugmentConfig::default()
+        };
+        let augmenter = Augmenter::new(&config, 3).unwrap();
+        let mut image = Image::filled(3, 4, 4, 0.0);
+        for (i, v) in image.data.iter_mut().enumerate() {
+            *v = (i % 17) as f32 / 16.0;
+        }
+
+        for seed in 0..20 {
+            let draws = augmenter.draw_jitter(&mut rng_for(seed, &[]));
+            assert_eq!(draws.len(), 4);
+            let mut jittered = image.clone();
+            for (op, factor) in draws {
+                assert_eq!(factor, if op == JitterOp::Hue { 0.0 } else { 1.0 });
+                apply_jitter(&mut jittered, op, factor);
+            }
+            let diff = image
+                .data
+                .iter()
+                .zip(&jittered.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-6, "seed {seed}: {diff}");
+        }
+    }
+
+    #[test]
+    fn jitter_factors_stay_in_their_ranges_and_the_order_varies() {
+        let augmenter = Augmenter::new(&AugmentConfig::default(), 3).unwrap();
+        let mut firsts = std::collections::HashSet::new();
+        for seed in 0..200 {
+            let draws = augmenter.draw_jitter(&mut rng_for(seed, &[1]));
+            firsts.insert(format!("{:?}", draws[0].0));
+            for (op, factor) in draws {
+                let (lo, hi) = if op == JitterOp::Hue {
+                    (-0.1, 0.1)
+                } else {
+                    (0.6, 1.4)
+                };
+                assert!((lo..=hi).contains(&factor), "{op:?} {factor}");
+            }
+        }
+        assert_eq!(firsts.len(), 4, "each operation comes first sometimes");
+    }
+
+    #[test]
+    fn gray_sources_get_only_brightness_and_contrast() {
+        let augmenter = Augmenter::new(&AugmentConfig::default(), 1).unwrap();
+        let draws = augmenter.draw_jitter(&mut rng_for(3, &[]));
+        let ops: Vec<_> = draws.iter().map(|d| d.0).collect();
+        assert_eq!(ops.len(), 2);
+        assert!(ops.contains(&JitterOp::Brightness) && ops.contains(&JitterOp::Contrast));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_key_named() {
+        let cases = [
+            (
+                AugmentConfig {
+                    crop_scale: [0.5, 0.2],
+                    ..Default::default()
+                },
+                "crop_scale",
+            ),
+            (
+                AugmentConfig {
+                    flip_p: 1.5,
+                    ..Default::default()
+                },
+                "flip_p",
+            ),
+            (
+                AugmentConfig {
+                    mean: vec![0.5; 3],
+                    std: vec![0.2; 3],
+                    ..Default::default()
+                },
+                "mean",
+            ),
+            (
+                AugmentConfig {
+                    size: 0,
+                    ..Default::default()
+                },
+                "size",
+            ),
+        ];
+        for (config, key) in cases {
+            // One channel, so three means are also wrong.
+            let err = Augmenter::new(&config, 1).unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn normalisation_subtracts_the_mean_and_divides_by_the_std_per_channel() {
+        let config = AugmentConfig {
+            size: 1,
+            mean: vec![0.5, 0.25, 0.0],
+            std: vec![0.5, 0.25, 2.0],
+            ..Default::default()
+        };
+        let augmenter = Augmenter::new(&config, 3).unwrap();
+        let pixel = Image {
+            channels: 3,
+            height: 1,
+            width: 1,
+            data: vec![1.0, 0.5, 1.0],
+        };
+        let mut out = Vec::new();
+        augmenter.normalise_into(&pixel, &mut out);
+        assert_eq!(out, vec![1.0, 1.0, 0.5]);
+    }
+}
