@@ -1,1 +1,21 @@
-//! placeholder
+//! `train`: SimCLR on the `small-cnn` encoder, trained with candle from a views stream.
+//!
+//! The binary `latent-train` only parses arguments; everything else is here so tests and
+//! `latent-export` (which reuses the model code) can call it:
+//!
+//! * [`views`]: reading and checking the Arrow views stream written by `latent-augment`;
+//! * [`model`]: the encoder and projection head with seeded PyTorch-style init and
+//!   PyTorch `state_dict` tensor names;
+//! * [`loss`]: NT-Xent and the positive top-1 accuracy;
+//! * [`optim`]: AdamW and the learning-rate schedule;
+//! * [`run`]: the training loop and the run's output files.
+
+pub mod error;
+pub mod loss;
+pub mod model;
+pub mod optim;
+pub mod run;
+pub mod views;
+
+pub use error::{Result, TrainError};
+pub use run::{TrainOptions, TrainSummary, TrainedModel, load_model_dir, train, train_stream};

@@ -1,1 +1,98 @@
-fn main() {}
+//! `latent-train`: trains SimCLR on a views stream and writes the model folder.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use latent_core::config::PipelineConfig;
+use latent_core::logging::{self, Verbosity};
+use latent_train::{TrainOptions, train};
+
+/// Train the small-cnn encoder with SimCLR (NT-Xent) on views from latent-augment.
+///
+/// Reads an Arrow IPC views stream (a file, or `-` for stdin so that `latent-augment |
+/// latent-train` works) and writes to --out: model.safetensors (encoder, head and
+/// batch-norm statistics, PyTorch state_dict names), config.toml (the config used),
+/// steps.parquet (loss, lr, positive top-1 and speed per step) and summary.json.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "Example:\n  latent-augment images.parquet --config pipelines/x.toml \\\n    | latent-train - --out runs/x/simclr --config pipelines/x.toml --max-minutes 10"
+)]
+struct Args {
+    /// Views stream to read (`-`: stdin).
+    #[arg(default_value = "-")]
+    views: PathBuf,
+
+    /// Output folder for the model and the run's records.
+    #[arg(long)]
+    out: PathBuf,
+
+    /// Pipeline config; `[train]` and `[run]` are used (defaults without it).
+    #[arg(long)]
+    config: Option<PathBuf>,
+
+    /// Train at most this many epochs of the stream.
+    #[arg(long)]
+    epochs_cap: Option<u32>,
+
+    /// Stop after this many minutes of training (overrides `[train] max_minutes`).
+    #[arg(long)]
+    max_minutes: Option<f64>,
+
+    /// Seed of the weight initialisation (overrides `[run] seed`).
+    #[arg(long)]
+    seed: Option<u64>,
+
+    /// Use candle's own convolution and batch norm instead of latent-kernels
+    /// (overrides `[train] fast_kernels`).
+    #[arg(long)]
+    candle_ops: bool,
+
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut config = match &args.config {
+        Some(path) => PipelineConfig::load(path)
+            .with_context(|| format!("reading the config {}", path.display()))?,
+        None => PipelineConfig::default(),
+    };
+    if let Some(minutes) = args.max_minutes {
+        config.train.max_minutes = minutes;
+    }
+    if let Some(seed) = args.seed {
+        config.run.seed = seed;
+    }
+    if args.candle_ops {
+        config.train.fast_kernels = false;
+    }
+
+    let options = TrainOptions {
+        out: args.out.clone(),
+        config,
+        epochs_cap: args.epochs_cap,
+    };
+    train(&args.views, &options).with_context(|| {
+        format!(
+            "training on {} into {}",
+            args.views.display(),
+            args.out.display()
+        )
+    })?;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.verbosity);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

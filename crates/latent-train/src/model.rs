@@ -1,0 +1,734 @@
+//! The `small-cnn` encoder and the SimCLR projection head, on candle (CPU, f32, NCHW).
+//!
+//! The architecture is the peer's `SmallCNN` (see `shared/peers/README.md`): four blocks of
+//! [3x3 convolution without bias, batch norm, ReLU] with 32/64/128/256 channels (times the
+//! width multiplier) and strides 1/2/2/2, then a global average pool. Weights start from
+//! PyTorch's default initialisation, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), drawn from the
+//! run's seed so that two runs with one seed start from the same weights.
+//!
+//! # Tensor names
+//!
+//! The safetensors file uses the names of the peer's PyTorch `state_dict`, so it loads
+//! there unchanged:
+//!
+//! * encoder block `i` (0..4): `features.{i}.0.weight` (convolution, `[out, in, 3, 3]`),
+//!   `features.{i}.1.weight` / `.bias` (batch-norm scale and shift),
+//!   `features.{i}.1.running_mean` / `.running_var` and `features.{i}.1.num_batches_tracked`
+//!   (an i64 scalar);
+//! * projection head, as an `nn.Sequential` under `head.`: the `k`-th hidden
+//!   Linear (no bias) is `head.{3k}.weight` (`[out, in]`), its BatchNorm1d is
+//!   `head.{3k+1}.*`; the last Linear is `head.{3h}.weight` and `head.{3h}.bias` with `h`
+//!   the number of hidden layers (1 for "2layer", 2 for "3layer").
+//!
+//! In PyTorch, `SmallCNN().load_state_dict({k: v for k, v in sd.items() if
+//! k.startswith("features.")})` restores the encoder.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use latent_core::rng::{rng_for, stream};
+use rand::RngExt;
+
+use crate::error::{Result, TrainError};
+
+/// Batch-norm epsilon (PyTorch's default).
+pub const BN_EPS: f64 = 1e-5;
+/// Batch-norm momentum for the running statistics (PyTorch's default).
+pub const BN_MOMENTUM: f64 = 0.1;
+/// Output channels of the four encoder blocks at width 1.
+pub const BLOCK_CHANNELS: [usize; 4] = [32, 64, 128, 256];
+/// Strides of the four encoder blocks.
+pub const BLOCK_STRIDES: [usize; 4] = [1, 2, 2, 2];
+
+/// Which implementation runs convolution and batch norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// candle's own `conv2d` and batch norm composed of candle tensor ops.
+    Candle,
+    /// The project's CPU kernels (`latent-kernels`).
+    Fast,
+}
+
+impl Backend {
+    /// The backend `[train] fast_kernels` asks for.
+    pub fn from_fast_kernels(fast: bool) -> Self {
+        if fast { Backend::Fast } else { Backend::Candle }
+    }
+}
+
+/// The projection head's shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadKind {
+    /// Linear-BN-ReLU-Linear (SimCLR v1).
+    TwoLayer,
+    /// Linear-BN-ReLU-Linear-BN-ReLU-Linear (SimCLR v2 style).
+    ThreeLayer,
+}
+
+impl HeadKind {
+    /// Parses the `[train] head` value.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "2layer" => Ok(HeadKind::TwoLayer),
+            "3layer" => Ok(HeadKind::ThreeLayer),
+            other => Err(TrainError::Setting {
+                key: "head",
+                value: other.to_string(),
+                expected: "\"2layer\" or \"3layer\"",
+            }),
+        }
+    }
+
+    fn hidden_layers(self) -> usize {
+        match self {
+            HeadKind::TwoLayer => 1,
+            HeadKind::ThreeLayer => 2,
+        }
+    }
+}
+
+/// Everything that fixes the shapes of the model's tensors.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Architecture {
+    /// Channels of the input images.
+    pub in_channels: usize,
+    /// Width multiplier of the encoder's channels.
+    pub width: f64,
+    /// Projection head shape.
+    pub head: HeadKind,
+    /// Output size of the projection head.
+    pub projection_dim: usize,
+}
+
+impl Architecture {
+    /// Output channels of each encoder block: `round(c * width)`, at least 1.
+    pub fn block_channels(&self) -> [usize; 4] {
+        BLOCK_CHANNELS.map(|c| ((c as f64 * self.width).round() as usize).max(1))
+    }
+
+    /// Size of the encoder's embedding (the last block's channels).
+    pub fn embedding_dim(&self) -> usize {
+        self.block_channels()[3]
+    }
+}
+
+/// Draws the initial values of the next tensor: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+///
+/// Every tensor gets its own generator derived from the seed and its position, so adding
+/// a head does not change the encoder's initial weights.
+struct Initialiser {
+    seed: u64,
+    next_index: u64,
+}
+
+impl Initialiser {
+    fn uniform(&mut self, shape: &[usize], fan_in: usize) -> Result<Var> {
+        let mut rng = rng_for(self.seed, &[stream::INIT, self.next_index]);
+        self.next_index += 1;
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = (0..count)
+            .map(|_| (rng.random::<f32>() * 2.0 - 1.0) * bound)
+            .collect();
+        Ok(Var::from_vec(values, shape, &Device::Cpu)?)
+    }
+}
+
+/// Batch normalisation over the channel axis (axis 1) of a 2-d or 4-d input.
+#[derive(Debug)]
+pub struct BatchNorm {
+    pub weight: Var,
+    pub bias: Var,
+    pub running_mean: Tensor,
+    pub running_var: Tensor,
+    pub num_batches_tracked: i64,
+    /// `None` makes the running statistics a cumulative average over all batches seen
+    /// (PyTorch's `momentum=None`), which is how the random-init baseline calibrates them.
+    pub momentum: Option<f64>,
+}
+
+impl BatchNorm {
+    fn new(channels: usize) -> Result<Self> {
+        let device = Device::Cpu;
+        Ok(Self {
+            weight: Var::ones(channels, DType::F32, &device)?,
+            bias: Var::zeros(channels, DType::F32, &device)?,
+            running_mean: Tensor::zeros(channels, DType::F32, &device)?,
+            running_var: Tensor::ones(channels, DType::F32, &device)?,
+            num_batches_tracked: 0,
+            momentum: Some(BN_MOMENTUM),
+        })
+    }
+
+    /// Forgets the running statistics (mean 0, variance 1, no batches seen).
+    pub fn reset_running_stats(&mut self) -> Result<()> {
+        self.running_mean = self.running_mean.zeros_like()?;
+        self.running_var = self.running_var.ones_like()?;
+        self.num_batches_tracked = 0;
+        Ok(())
+    }
+
+    /// Normalises with the batch's statistics (biased variance), then updates the running
+    /// statistics with the unbiased variance, as PyTorch does in training mode.
+    pub fn forward_train(&mut self, x: &Tensor, relu: bool, backend: Backend) -> Result<Tensor> {
+        let (y, mean, var) = match backend {
+            Backend::Candle => candle_batch_norm(x, &self.weight, &self.bias, relu)?,
+            Backend::Fast => fast::batch_norm_train(x, &self.weight, &self.bias, BN_EPS, relu)?,
+        };
+
+        let channels = x.dim(1)?;
+        let count = x.elem_count() / channels;
+        self.update_running_stats(&mean.detach(), &var.detach(), count)?;
+        Ok(y)
+    }
+
+    fn update_running_stats(
+        &mut self,
+        mean: &Tensor,
+        biased_var: &Tensor,
+        count: usize,
+    ) -> Result<()> {
+        self.num_batches_tracked += 1;
+        let factor = self
+            .momentum
+            .unwrap_or(1.0 / self.num_batches_tracked as f64);
+        let unbiased = if count > 1 {
+            biased_var.affine(count as f64 / (count - 1) as f64, 0.0)?
+        } else {
+            biased_var.clone()
+        };
+        self.running_mean =
+            (self.running_mean.affine(1.0 - factor, 0.0)? + mean.affine(factor, 0.0)?)?;
+        self.running_var =
+            (self.running_var.affine(1.0 - factor, 0.0)? + unbiased.affine(factor, 0.0)?)?;
+        Ok(())
+    }
+
+    /// Normalises with the running statistics (eval mode).
+    pub fn forward_eval(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let shape = channel_shape(x)?;
+        let scale =
+            (self.running_var.affine(1.0, BN_EPS)?.sqrt()?.recip()? * self.weight.as_tensor())?;
+        let shift = (self.bias.as_tensor() - (&self.running_mean * &scale)?)?;
+        let y = x
+            .broadcast_mul(&scale.reshape(shape.clone())?)?
+            .broadcast_add(&shift.reshape(shape)?)?;
+        Ok(if relu { y.relu()? } else { y })
+    }
+
+    fn tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+        out.push((format!("{prefix}.weight"), self.weight.as_tensor().clone()));
+        out.push((format!("{prefix}.bias"), self.bias.as_tensor().clone()));
+        out.push((format!("{prefix}.running_mean"), self.running_mean.clone()));
+        out.push((format!("{prefix}.running_var"), self.running_var.clone()));
+        out.push((
+            format!("{prefix}.num_batches_tracked"),
+            Tensor::new(self.num_batches_tracked, &Device::Cpu)?,
+        ));
+        Ok(())
+    }
+
+    fn load(&mut self, prefix: &str, weights: &WeightSource) -> Result<()> {
+        self.weight
+            .set(&weights.get(&format!("{prefix}.weight"), self.weight.dims())?)?;
+        self.bias
+            .set(&weights.get(&format!("{prefix}.bias"), self.bias.dims())?)?;
+        self.running_mean =
+            weights.get(&format!("{prefix}.running_mean"), self.running_mean.dims())?;
+        self.running_var =
+            weights.get(&format!("{prefix}.running_var"), self.running_var.dims())?;
+        let tracked = weights.raw(&format!("{prefix}.num_batches_tracked"))?;
+        self.num_batches_tracked = tracked.to_dtype(DType::I64)?.to_vec0::<i64>()?;
+        Ok(())
+    }
+}
+
+/// Shape that broadcasts a per-channel vector against `x` (`[1, C, 1, 1]` or `[1, C]`).
+fn channel_shape(x: &Tensor) -> Result<Vec<usize>> {
+    let mut shape = vec![1; x.rank()];
+    shape[1] = x.dim(1)?;
+    Ok(shape)
+}
+
+/// Batch norm in training mode from candle tensor ops: (output, batch mean, biased variance).
+fn candle_batch_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    relu: bool,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let shape = channel_shape(x)?;
+    let reduce: Vec<usize> = (0..x.rank()).filter(|&d| d != 1).collect();
+
+    let mean = x.mean_keepdim(reduce.clone())?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(reduce)?;
+
+    let inv_std = var.affine(1.0, BN_EPS)?.sqrt()?.recip()?;
+    let scale = inv_std.broadcast_mul(&gamma.reshape(shape.clone())?)?;
+    let y = centred
+        .broadcast_mul(&scale)?
+        .broadcast_add(&beta.reshape(shape)?)?;
+    let y = if relu { y.relu()? } else { y };
+    Ok((y, mean.flatten_all()?, var.flatten_all()?))
+}
+
+fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, backend: Backend) -> Result<Tensor> {
+    Ok(match backend {
+        Backend::Candle => x.conv2d(weight, 1, stride, 1, 1)?,
+        Backend::Fast => fast::conv2d(x, weight, stride, 1)?,
+    })
+}
+
+/// The entry points of the project's fast CPU kernels, with the signatures that
+/// `latent-kernels` is to export.
+///
+/// `latent-kernels` does not export them yet, so for now these run candle's ops and the
+/// `Fast` backend is as fast as `Candle`; when the kernels land, each body becomes one
+/// call (`latent_kernels::conv2d(x, w, stride, padding)`,
+/// `latent_kernels::batch_norm_train(x, gamma, beta, eps, relu)`).
+mod fast {
+    use candle_core::{Result, Tensor};
+
+    pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+        x.conv2d(w, padding, stride, 1, 1)
+    }
+
+    pub fn batch_norm_train(
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        eps: f64,
+        relu: bool,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        debug_assert_eq!(eps, super::BN_EPS);
+        super::candle_batch_norm(x, gamma, beta, relu).map_err(|e| match e {
+            crate::error::TrainError::Tensor(e) => e,
+            other => candle_core::Error::Msg(other.to_string()),
+        })
+    }
+}
+
+/// Whether the fast kernels are really in use (false while `latent-kernels` lacks them).
+pub const FAST_KERNELS_AVAILABLE: bool = false;
+
+/// One encoder block: 3x3 convolution (padding 1, no bias), batch norm, ReLU.
+#[derive(Debug)]
+pub struct ConvBlock {
+    pub weight: Var,
+    pub norm: BatchNorm,
+    pub stride: usize,
+}
+
+/// The `small-cnn` encoder: four conv blocks and a global average pool.
+#[derive(Debug)]
+pub struct Encoder {
+    pub blocks: Vec<ConvBlock>,
+}
+
+impl Encoder {
+    fn new(arch: &Architecture, init: &mut Initialiser) -> Result<Self> {
+        let mut blocks = Vec::with_capacity(4);
+        let mut in_channels = arch.in_channels;
+        for (out_channels, stride) in arch.block_channels().into_iter().zip(BLOCK_STRIDES) {
+            let weight = init.uniform(&[out_channels, in_channels, 3, 3], in_channels * 9)?;
+            blocks.push(ConvBlock {
+                weight,
+                norm: BatchNorm::new(out_channels)?,
+                stride,
+            });
+            in_channels = out_channels;
+        }
+        Ok(Self { blocks })
+    }
+
+    /// Embeddings `[N, D]` of a batch `[N, C, H, W]` in training mode (batch statistics;
+    /// running statistics updated).
+    pub fn forward_train(&mut self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        let mut h = x.clone();
+        for block in &mut self.blocks {
+            h = conv2d(&h, block.weight.as_tensor(), block.stride, backend)?;
+            h = block.norm.forward_train(&h, true, backend)?;
+        }
+        Ok(h.mean((2, 3))?)
+    }
+
+    /// Embeddings `[N, D]` in eval mode (running statistics, nothing updated).
+    pub fn forward_eval(&self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        let mut h = x.clone();
+        for block in &self.blocks {
+            h = conv2d(&h, block.weight.as_tensor(), block.stride, backend)?;
+            h = block.norm.forward_eval(&h, true)?;
+        }
+        Ok(h.mean((2, 3))?)
+    }
+
+    /// The batch-norm layers, in order.
+    pub fn norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm> {
+        self.blocks.iter_mut().map(|b| &mut b.norm)
+    }
+}
+
+/// One hidden layer of the projection head: Linear (no bias), BatchNorm1d, ReLU.
+#[derive(Debug)]
+pub struct HiddenLayer {
+    pub weight: Var,
+    pub norm: BatchNorm,
+}
+
+/// The SimCLR projection head, used in training only.
+#[derive(Debug)]
+pub struct ProjectionHead {
+    pub hidden: Vec<HiddenLayer>,
+    pub out_weight: Var,
+    pub out_bias: Var,
+}
+
+impl ProjectionHead {
+    fn new(arch: &Architecture, init: &mut Initialiser) -> Result<Self> {
+        let dim = arch.embedding_dim();
+        let mut hidden = Vec::new();
+        for _ in 0..arch.head.hidden_layers() {
+            hidden.push(HiddenLayer {
+                weight: init.uniform(&[dim, dim], dim)?,
+                norm: BatchNorm::new(dim)?,
+            });
+        }
+        Ok(Self {
+            hidden,
+            out_weight: init.uniform(&[arch.projection_dim, dim], dim)?,
+            out_bias: init.uniform(&[arch.projection_dim], dim)?,
+        })
+    }
+
+    fn forward_train(&mut self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        let mut h = x.clone();
+        for layer in &mut self.hidden {
+            h = h.matmul(&layer.weight.as_tensor().t()?)?;
+            h = layer.norm.forward_train(&h, true, backend)?;
+        }
+        Ok(h.matmul(&self.out_weight.as_tensor().t()?)?
+            .broadcast_add(self.out_bias.as_tensor())?)
+    }
+}
+
+/// Encoder plus projection head: what SimCLR trains.
+#[derive(Debug)]
+pub struct SimclrModel {
+    pub arch: Architecture,
+    pub encoder: Encoder,
+    pub head: ProjectionHead,
+}
+
+/// A trainable tensor with its safetensors name and whether weight decay applies to it.
+#[derive(Debug, Clone)]
+pub struct NamedVar {
+    pub name: String,
+    pub var: Var,
+    /// Conv and linear weights decay; biases and batch-norm parameters do not (as in the
+    /// peer, which decays only parameters with more than one dimension).
+    pub decay: bool,
+}
+
+impl SimclrModel {
+    /// A freshly initialised model; the same seed gives the same weights.
+    pub fn new(arch: Architecture, seed: u64) -> Result<Self> {
+        let mut init = Initialiser {
+            seed,
+            next_index: 0,
+        };
+        let encoder = Encoder::new(&arch, &mut init)?;
+        let head = ProjectionHead::new(&arch, &mut init)?;
+        Ok(Self {
+            arch,
+            encoder,
+            head,
+        })
+    }
+
+    /// Projections `[N, projection_dim]` in training mode.
+    pub fn forward_train(&mut self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        let embedding = self.encoder.forward_train(x, backend)?;
+        self.head.forward_train(&embedding, backend)
+    }
+
+    /// The trainable tensors, named as in the safetensors file.
+    pub fn trainable(&self) -> Vec<NamedVar> {
+        let mut out = Vec::new();
+        let mut push = |name: String, var: &Var| {
+            let decay = var.rank() > 1;
+            out.push(NamedVar {
+                name,
+                var: var.clone(),
+                decay,
+            });
+        };
+        for (i, block) in self.encoder.blocks.iter().enumerate() {
+            push(format!("features.{i}.0.weight"), &block.weight);
+            push(format!("features.{i}.1.weight"), &block.norm.weight);
+            push(format!("features.{i}.1.bias"), &block.norm.bias);
+        }
+        for (k, layer) in self.head.hidden.iter().enumerate() {
+            push(format!("head.{}.weight", 3 * k), &layer.weight);
+            push(format!("head.{}.weight", 3 * k + 1), &layer.norm.weight);
+            push(format!("head.{}.bias", 3 * k + 1), &layer.norm.bias);
+        }
+        let last = 3 * self.head.hidden.len();
+        push(format!("head.{last}.weight"), &self.head.out_weight);
+        push(format!("head.{last}.bias"), &self.head.out_bias);
+        out
+    }
+
+    /// Every tensor of the model (weights and batch-norm running statistics), named as in
+    /// the safetensors file, in a fixed order.
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::new();
+        for (i, block) in self.encoder.blocks.iter().enumerate() {
+            out.push((
+                format!("features.{i}.0.weight"),
+                block.weight.as_tensor().clone(),
+            ));
+            block.norm.tensors(&format!("features.{i}.1"), &mut out)?;
+        }
+        for (k, layer) in self.head.hidden.iter().enumerate() {
+            out.push((
+                format!("head.{}.weight", 3 * k),
+                layer.weight.as_tensor().clone(),
+            ));
+            layer
+                .norm
+                .tensors(&format!("head.{}", 3 * k + 1), &mut out)?;
+        }
+        let last = 3 * self.head.hidden.len();
+        out.push((
+            format!("head.{last}.weight"),
+            self.head.out_weight.as_tensor().clone(),
+        ));
+        out.push((
+            format!("head.{last}.bias"),
+            self.head.out_bias.as_tensor().clone(),
+        ));
+        Ok(out)
+    }
+
+    /// The model as safetensors bytes.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let tensors = self.tensors()?;
+        safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+            .map_err(|e| TrainError::Tensor(candle_core::Error::wrap(e)))
+    }
+
+    /// Loads a model of architecture `arch` from a safetensors file; every tensor must be
+    /// present with the right shape.
+    pub fn load(arch: Architecture, path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| latent_core::Error::io(path, "reading the model weights", e))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+            TrainError::Model {
+                path: path.to_path_buf(),
+                what: format!("not a safetensors file ({e})"),
+            }
+        })?;
+        let weights = WeightSource { path, tensors };
+
+        let mut model = Self::new(arch, 0)?;
+        for (i, block) in model.encoder.blocks.iter_mut().enumerate() {
+            block
+                .weight
+                .set(&weights.get(&format!("features.{i}.0.weight"), block.weight.dims())?)?;
+            block.norm.load(&format!("features.{i}.1"), &weights)?;
+        }
+        for (k, layer) in model.head.hidden.iter_mut().enumerate() {
+            layer
+                .weight
+                .set(&weights.get(&format!("head.{}.weight", 3 * k), layer.weight.dims())?)?;
+            layer.norm.load(&format!("head.{}", 3 * k + 1), &weights)?;
+        }
+        let last = 3 * model.head.hidden.len();
+        let head = &mut model.head;
+        head.out_weight
+            .set(&weights.get(&format!("head.{last}.weight"), head.out_weight.dims())?)?;
+        head.out_bias
+            .set(&weights.get(&format!("head.{last}.bias"), head.out_bias.dims())?)?;
+        Ok(model)
+    }
+
+    /// The input channels recorded in a weights file (the first convolution's `in`).
+    pub fn in_channels_of(path: &Path) -> Result<usize> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| latent_core::Error::io(path, "reading the model weights", e))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
+            TrainError::Model {
+                path: path.to_path_buf(),
+                what: format!("not a safetensors file ({e})"),
+            }
+        })?;
+        let weights = WeightSource { path, tensors };
+        Ok(weights.raw("features.0.0.weight")?.dim(1)?)
+    }
+}
+
+/// Named tensors read from a file, with errors that name the file and the tensor.
+struct WeightSource<'a> {
+    path: &'a Path,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl WeightSource<'_> {
+    fn raw(&self, name: &str) -> Result<&Tensor> {
+        self.tensors.get(name).ok_or_else(|| TrainError::Model {
+            path: self.path.to_path_buf(),
+            what: format!("tensor '{name}' is missing"),
+        })
+    }
+
+    fn get(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
+        let tensor = self.raw(name)?;
+        if tensor.dims() != dims {
+            return Err(TrainError::Model {
+                path: self.path.to_path_buf(),
+                what: format!(
+                    "tensor '{name}' has shape {:?}, the model config needs {dims:?}",
+                    tensor.dims()
+                ),
+            });
+        }
+        Ok(tensor.to_dtype(DType::F32)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> Architecture {
+        Architecture {
+            in_channels: 3,
+            width: 0.25,
+            head: HeadKind::TwoLayer,
+            projection_dim: 8,
+        }
+    }
+
+    #[test]
+    fn init_is_seeded_and_within_pytorch_bounds() {
+        let a = SimclrModel::new(tiny(), 3).unwrap();
+        let b = SimclrModel::new(tiny(), 3).unwrap();
+        let c = SimclrModel::new(tiny(), 4).unwrap();
+        let first = |m: &SimclrModel| -> Vec<f32> {
+            m.encoder.blocks[1]
+                .weight
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        assert_eq!(first(&a), first(&b));
+        assert_ne!(first(&a), first(&c));
+
+        // Block 1 at width 0.25: 16 outputs, 8 inputs, fan_in 72.
+        let bound = 1.0 / 72f32.sqrt();
+        let values = first(&a);
+        assert_eq!(values.len(), 16 * 8 * 9);
+        assert!(values.iter().all(|v| v.abs() <= bound));
+        let largest = values.iter().fold(0f32, |m, v| m.max(v.abs()));
+        assert!(largest > 0.9 * bound, "{largest} vs bound {bound}");
+    }
+
+    #[test]
+    fn batch_norm_running_stats_use_the_unbiased_variance() {
+        let mut norm = BatchNorm::new(1).unwrap();
+        let x = Tensor::from_vec(vec![1f32, 2., 3., 4.], (4, 1), &Device::Cpu).unwrap();
+        let y = norm.forward_train(&x, false, Backend::Candle).unwrap();
+
+        // mean 2.5, biased var 1.25, unbiased 5/3.
+        let y: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        let expected = [-1.5f32, -0.5, 0.5, 1.5].map(|d| d / (1.25f32 + 1e-5).sqrt());
+        for (a, b) in y.iter().zip(expected) {
+            assert!((a - b).abs() < 1e-5, "{y:?}");
+        }
+        let rm: Vec<f32> = norm.running_mean.to_vec1().unwrap();
+        let rv: Vec<f32> = norm.running_var.to_vec1().unwrap();
+        assert!((rm[0] - 0.25).abs() < 1e-6);
+        assert!((rv[0] - (0.9 + 0.1 * 5.0 / 3.0)).abs() < 1e-6);
+        assert_eq!(norm.num_batches_tracked, 1);
+    }
+
+    #[test]
+    fn cumulative_batch_norm_averages_all_batches() {
+        let mut norm = BatchNorm::new(1).unwrap();
+        norm.momentum = None;
+        for values in [[0f32, 2.], [4., 6.]] {
+            let x = Tensor::from_vec(values.to_vec(), (2, 1), &Device::Cpu).unwrap();
+            norm.forward_train(&x, false, Backend::Candle).unwrap();
+        }
+        // Batch means 1 and 5; unbiased variances 2 and 2.
+        let rm: Vec<f32> = norm.running_mean.to_vec1().unwrap();
+        let rv: Vec<f32> = norm.running_var.to_vec1().unwrap();
+        assert!((rm[0] - 3.0).abs() < 1e-6, "{rm:?}");
+        assert!((rv[0] - 2.0).abs() < 1e-6, "{rv:?}");
+    }
+
+    #[test]
+    fn encoder_output_shape_and_names_match_the_peer() {
+        let mut model = SimclrModel::new(tiny(), 0).unwrap();
+        let x = Tensor::randn(0f32, 1., (2, 3, 8, 8), &Device::Cpu).unwrap();
+        let z = model.forward_train(&x, Backend::Candle).unwrap();
+        assert_eq!(z.dims(), &[2, 8]);
+        let e = model.encoder.forward_eval(&x, Backend::Candle).unwrap();
+        assert_eq!(e.dims(), &[2, 64]);
+
+        let names: Vec<String> = model
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect();
+        assert!(names.contains(&"features.3.1.running_var".to_string()));
+        assert!(names.contains(&"head.1.num_batches_tracked".to_string()));
+        assert!(names.contains(&"head.3.bias".to_string()));
+        assert_eq!(names.len(), 4 * 6 + 6 + 2);
+    }
+
+    #[test]
+    fn saved_model_loads_back_identically() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let mut model = SimclrModel::new(tiny(), 9).unwrap();
+        let x = Tensor::randn(0f32, 1., (4, 3, 8, 8), &Device::Cpu).unwrap();
+        model.forward_train(&x, Backend::Candle).unwrap();
+        std::fs::write(&path, model.to_safetensors().unwrap()).unwrap();
+
+        let loaded = SimclrModel::load(tiny(), &path).unwrap();
+        for ((n1, t1), (n2, t2)) in model
+            .tensors()
+            .unwrap()
+            .iter()
+            .zip(loaded.tensors().unwrap())
+        {
+            assert_eq!(n1, &n2);
+            let diff = (t1.to_dtype(DType::F64).unwrap() - t2.to_dtype(DType::F64).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
+            assert_eq!(diff, 0.0, "{n1}");
+        }
+
+        let wider = Architecture {
+            width: 0.5,
+            ..tiny()
+        };
+        let err = SimclrModel::load(wider, &path).unwrap_err().to_string();
+        assert!(
+            err.contains("features.0.0.weight") && err.contains("shape"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,295 @@
+//! Training runs on tiny generated views streams: outputs, reproducibility, learning,
+//! and refusal of inputs that are not views streams.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use arrow::array::{AsArray, RecordBatch};
+use arrow::datatypes::{Float64Type, UInt64Type};
+use latent_core::config::PipelineConfig;
+use latent_core::rng::rng_for;
+use latent_train::views::write_views_stream;
+use latent_train::{TrainOptions, load_model_dir, train};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rand::RngExt;
+
+type Row = (u32, i64, Vec<f32>, Vec<f32>);
+
+const C: usize = 3;
+const S: usize = 8;
+
+/// `images` images per epoch; each view is the image's base pattern plus a little noise.
+fn rows(epochs: u32, images: i64) -> Vec<Row> {
+    let mut out = Vec::new();
+    for epoch in 0..epochs {
+        for id in 0..images {
+            let mut base = rng_for(id as u64, &[99]);
+            let pattern: Vec<f32> = (0..C * S * S)
+                .map(|_| base.random::<f32>() * 2.0 - 1.0)
+                .collect();
+            let mut noise = rng_for(id as u64, &[100, epoch as u64]);
+            let mut view = || -> Vec<f32> {
+                pattern
+                    .iter()
+                    .map(|p| p + 0.1 * (noise.random::<f32>() - 0.5))
+                    .collect()
+            };
+            out.push((epoch, id, view(), view()));
+        }
+    }
+    out
+}
+
+fn write_stream(path: &Path, rows: &[Row]) {
+    let file = std::fs::File::create(path).unwrap();
+    write_views_stream(file, C, S, rows, 3).unwrap();
+}
+
+fn tiny_config(batch_size: usize, lr: f64) -> PipelineConfig {
+    let mut config = PipelineConfig::default();
+    config.train.width = 0.25;
+    config.train.projection_dim = 16;
+    config.train.batch_size = batch_size;
+    config.train.lr = lr;
+    config.train.fast_kernels = false;
+    config
+}
+
+fn options(out: &Path, config: PipelineConfig) -> TrainOptions {
+    TrainOptions {
+        out: out.to_path_buf(),
+        config,
+        epochs_cap: None,
+    }
+}
+
+fn read_steps(path: &Path) -> RecordBatch {
+    let file = std::fs::File::open(path).unwrap();
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    arrow::compute::concat_batches(&schema, &batches).unwrap()
+}
+
+#[test]
+fn a_run_writes_every_output_and_trains_the_short_last_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(2, 10));
+    let out = dir.path().join("run");
+
+    let summary = train(&views, &options(&out, tiny_config(4, 1e-3))).unwrap();
+
+    // 10 images at batch 4: 4 + 4 + a short batch of 2, in each of 2 epochs.
+    assert_eq!(summary.steps, 6);
+    assert_eq!(summary.images_seen, 20);
+    assert_eq!(summary.epochs, 2);
+    assert!(summary.final_loss.unwrap().is_finite());
+    for name in [
+        "model.safetensors",
+        "config.toml",
+        "steps.parquet",
+        "summary.json",
+    ] {
+        assert!(out.join(name).exists(), "{name} missing");
+    }
+
+    let steps = read_steps(&out.join("steps.parquet"));
+    assert_eq!(steps.num_rows(), 6);
+    let numbers: Vec<u64> = steps
+        .column(0)
+        .as_primitive::<UInt64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(numbers, vec![1, 2, 3, 4, 5, 6]);
+    let lr = steps
+        .column_by_name("lr")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    assert!(lr.values().iter().all(|&v| (v - 1e-3).abs() < 1e-15));
+    assert_eq!(
+        steps
+            .schema()
+            .metadata()
+            .get("latent.table")
+            .map(String::as_str),
+        Some("steps")
+    );
+
+    let config = PipelineConfig::load(&out.join("config.toml")).unwrap();
+    assert_eq!(config.train.width, 0.25);
+    let loaded = load_model_dir(&out).unwrap();
+    assert_eq!(loaded.model.arch.embedding_dim(), 64);
+    assert_eq!(loaded.model.encoder.blocks[0].norm.num_batches_tracked, 6);
+}
+
+#[test]
+fn same_seed_gives_the_same_weights_and_another_seed_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(1, 6));
+    let run = |name: &str, seed: u64| {
+        let mut config = tiny_config(3, 1e-3);
+        config.run.seed = seed;
+        let out = dir.path().join(name);
+        train(&views, &options(&out, config)).unwrap();
+        std::fs::read(out.join("model.safetensors")).unwrap()
+    };
+    let a = run("a", 1);
+    assert_eq!(a, run("b", 1));
+    assert_ne!(a, run("c", 2));
+}
+
+#[test]
+fn repeated_images_are_learned_loss_falls_and_positives_are_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(12, 8));
+    let out = dir.path().join("run");
+    let summary = train(&views, &options(&out, tiny_config(8, 1e-2))).unwrap();
+
+    let steps = read_steps(&out.join("steps.parquet"));
+    let loss = steps
+        .column_by_name("loss")
+        .unwrap()
+        .as_primitive::<Float64Type>();
+    let (first, last) = (loss.value(0), loss.value(loss.len() - 1));
+    assert!(last < 0.8 * first, "loss {first} -> {last}");
+    assert!(summary.final_positive_top1.unwrap() > 0.5, "{summary:?}");
+}
+
+#[test]
+fn epochs_cap_stops_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(3, 4));
+    let mut opts = options(&dir.path().join("run"), tiny_config(4, 1e-3));
+    opts.epochs_cap = Some(1);
+    let summary = train(&views, &opts).unwrap();
+    assert_eq!(summary.steps, 1);
+    assert_eq!(summary.stopped_by, "epochs_cap");
+}
+
+#[test]
+fn parquet_table_given_as_views_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("images.parquet");
+    std::fs::write(&path, b"PAR1 not really").unwrap();
+    let err = train(
+        &path,
+        &options(&dir.path().join("run"), tiny_config(4, 1e-3)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("images.parquet") && err.contains("Parquet"),
+        "{err}"
+    );
+    assert!(!dir.path().join("run").exists());
+}
+
+#[test]
+fn arrow_stream_of_another_table_kind_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latent.arrow");
+    let schema = latent_core::schema::latent_table_schema(4, HashMap::new());
+    let file = std::fs::File::create(&path).unwrap();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(file, &schema).unwrap();
+    writer.finish().unwrap();
+    let err = train(
+        &path,
+        &options(&dir.path().join("run"), tiny_config(4, 1e-3)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("latent.arrow") && err.contains("'latent'"),
+        "{err}"
+    );
+}
+
+#[test]
+fn stream_cut_short_is_refused_instead_of_training_on_part_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = dir.path().join("full.arrow");
+    write_stream(&full, &rows(2, 6));
+    let bytes = std::fs::read(&full).unwrap();
+
+    // Cut inside a message: Arrow reports it.
+    let cut = dir.path().join("cut.arrow");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let err = train(&cut, &options(&dir.path().join("a"), tiny_config(4, 1e-3))).unwrap_err();
+    assert!(format!("{err:#}").contains("cut.arrow"), "{err:#}");
+
+    // Cut at a message boundary (a clean end of stream with rows missing): our count.
+    let short = dir.path().join("short.arrow");
+    let metadata = HashMap::from([
+        ("latent.views.channels".to_string(), C.to_string()),
+        ("latent.views.size".to_string(), S.to_string()),
+        ("latent.views.epochs".to_string(), "2".to_string()),
+        ("latent.views.images_per_epoch".to_string(), "6".to_string()),
+    ]);
+    let schema = latent_core::schema::views_schema(C, S, metadata);
+    let file = std::fs::File::create(&short).unwrap();
+    let mut writer = arrow::ipc::writer::StreamWriter::try_new(file, &schema).unwrap();
+    writer.finish().unwrap();
+    let err = train(
+        &short,
+        &options(&dir.path().join("b"), tiny_config(4, 1e-3)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("short.arrow") && err.contains("truncated"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_binary_reads_views_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    write_views_stream(&mut bytes, C, S, &rows(1, 4), 2).unwrap();
+    let config = dir.path().join("x.toml");
+    std::fs::write(
+        &config,
+        "[train]\nwidth = 0.25\nbatch_size = 4\nprojection_dim = 8\nfast_kernels = false\n",
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latent-train"))
+        .args(["-", "--out"])
+        .arg(&out)
+        .arg("--config")
+        .arg(&config)
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&bytes).unwrap();
+    let result = child.wait_with_output().unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["steps"], 1);
+    assert_eq!(summary["input"], "stdin");
+
+    let bad = Command::new(env!("CARGO_BIN_EXE_latent-train"))
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path().join("bad"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && stderr.contains("x.toml"),
+        "{stderr}"
+    );
+}
