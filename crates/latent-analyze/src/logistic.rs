@@ -264,7 +264,9 @@ const ARMIJO: f64 = 1e-4;
 const MAX_LINE_STEPS: usize = 50;
 
 /// Minimises the objective from `params` with limited-memory BFGS and a backtracking
-/// line search (steps that do not show positive curvature are not stored).
+/// line search (steps that do not show positive curvature are not stored). A step is
+/// taken on sufficient decrease, or on the approximate Wolfe conditions once the decrease
+/// is within the objective's rounding noise.
 fn lbfgs(
     objective: &mut Objective<'_>,
     mut params: Vec<f64>,
@@ -307,7 +309,11 @@ fn lbfgs(
                 trial[i] = params[i] + step * direction[i];
             }
             let trial_value = objective.evaluate(&trial, &mut trial_gradient);
-            if trial_value.is_finite() && trial_value <= value + ARMIJO * step * slope {
+            let sufficient_decrease = trial_value <= value + ARMIJO * step * slope;
+            if trial_value.is_finite()
+                && (sufficient_decrease
+                    || approximately_wolfe(value, trial_value, slope, &direction, &trial_gradient))
+            {
                 let s: Vec<f64> = (0..size).map(|i| trial[i] - params[i]).collect();
                 let y: Vec<f64> = (0..size).map(|i| trial_gradient[i] - gradient[i]).collect();
                 let curvature = dot(&s, &y);
@@ -318,7 +324,9 @@ fn lbfgs(
                     steps.push((s, y, 1.0 / curvature));
                 }
                 let decrease = value - trial_value;
-                let flat = decrease <= FLAT * value.abs().max(trial_value.abs()).max(1.0);
+                // A step taken on the gradient's word alone says nothing about flatness.
+                let flat = sufficient_decrease
+                    && decrease <= FLAT * value.abs().max(trial_value.abs()).max(1.0);
                 std::mem::swap(&mut params, &mut trial);
                 std::mem::swap(&mut gradient, &mut trial_gradient);
                 value = trial_value;
@@ -354,6 +362,28 @@ fn lbfgs(
         iterations: max_iter,
         converged,
     }
+}
+
+/// Relative size of the rounding noise in the objective: the scores come from `f32`
+/// products, so differences of objective values below this are not measurable.
+const OBJECTIVE_NOISE: f64 = 1e-6;
+/// Curvature constant of the approximate Wolfe test.
+const CURVATURE: f64 = 0.9;
+
+/// Hager and Zhang's approximate Wolfe test: near the optimum the objective's rounding
+/// noise hides real decreases, but the gradient (accurate to far smaller values) still
+/// shows whether the step went in the right direction and not too far.
+fn approximately_wolfe(
+    value: f64,
+    trial_value: f64,
+    slope: f64,
+    direction: &[f64],
+    trial_gradient: &[f64],
+) -> bool {
+    let trial_slope = dot(direction, trial_gradient);
+    trial_value <= value + OBJECTIVE_NOISE * value.abs()
+        && trial_slope >= CURVATURE * slope
+        && trial_slope <= (2.0 * ARMIJO - 1.0) * slope
 }
 
 /// The L-BFGS search direction `-H g` from the stored `(s, y, 1 / s.y)` pairs.
