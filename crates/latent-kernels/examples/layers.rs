@@ -1,0 +1,219 @@
+//! Per-layer timings of small-cnn's convolutions and batch norms: candle's stock ops next
+//! to this crate's kernels, in the same process, alternating rep by rep so both see the
+//! same machine load.
+//!
+//! Run with `cargo run --release -p latent-kernels --example layers`.
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor, Var};
+use clap::Parser;
+
+#[derive(Parser)]
+#[command(
+    about = "Times small-cnn's conv and batch-norm layers: candle's stock ops vs latent-kernels.",
+    long_about = "Times, for the four small-cnn conv layers and their batch norms on random \
+                  data, forward / backward-input / backward-weight (conv) and forward / \
+                  backward (batch norm + ReLU), candle's stock ops next to latent-kernels'. \
+                  Reads nothing; prints a Markdown table (median ms and GFLOP/s) on stdout.",
+    after_help = "Example:\n  cargo run --release -p latent-kernels --example layers -- --reps 5\n  \
+                  RAYON_NUM_THREADS=1 cargo run --release -p latent-kernels --example layers"
+)]
+struct Args {
+    /// Timed repetitions per measurement (the median is shown), after one warm-up.
+    #[arg(long, default_value_t = 3)]
+    reps: usize,
+
+    /// Views per batch (small-cnn trains on 256 images = 512 views).
+    #[arg(long, default_value_t = 512)]
+    batch: usize,
+
+    /// Skip candle's stock ops (they take most of the run time).
+    #[arg(long)]
+    ours_only: bool,
+}
+
+/// One conv layer of small-cnn: 3x3 kernel, padding 1.
+struct ConvLayer {
+    name: &'static str,
+    in_channels: usize,
+    out_channels: usize,
+    side: usize,
+    stride: usize,
+}
+
+const CONV_LAYERS: [ConvLayer; 4] = [
+    ConvLayer {
+        name: "conv0 3->32 s1 @32",
+        in_channels: 3,
+        out_channels: 32,
+        side: 32,
+        stride: 1,
+    },
+    ConvLayer {
+        name: "conv1 32->64 s2 @32",
+        in_channels: 32,
+        out_channels: 64,
+        side: 32,
+        stride: 2,
+    },
+    ConvLayer {
+        name: "conv2 64->128 s2 @16",
+        in_channels: 64,
+        out_channels: 128,
+        side: 16,
+        stride: 2,
+    },
+    ConvLayer {
+        name: "conv3 128->256 s2 @8",
+        in_channels: 128,
+        out_channels: 256,
+        side: 8,
+        stride: 2,
+    },
+];
+
+/// Batch-norm inputs after each conv: (channels, side).
+const NORM_LAYERS: [(usize, usize); 4] = [(32, 32), (64, 16), (128, 8), (256, 4)];
+
+const PADDING: usize = 1;
+const EPS: f64 = 1e-5;
+
+fn main() -> candle_core::Result<()> {
+    let args = Args::parse();
+    println!("| layer | pass | candle ms | ours ms | candle GFLOP/s | ours GFLOP/s | speed-up |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+
+    for layer in &CONV_LAYERS {
+        time_conv(layer, &args)?;
+    }
+    for (channels, side) in NORM_LAYERS {
+        time_batch_norm(channels, side, &args)?;
+    }
+    Ok(())
+}
+
+fn time_conv(layer: &ConvLayer, args: &Args) -> candle_core::Result<()> {
+    let device = Device::Cpu;
+    let x_dims = [args.batch, layer.in_channels, layer.side, layer.side];
+    let w_dims = [layer.out_channels, layer.in_channels, 3, 3];
+    let x = Tensor::randn(0f32, 1.0, x_dims.as_slice(), &device)?;
+    let w = Tensor::randn(0f32, 0.1, w_dims.as_slice(), &device)?;
+    let out_side = (layer.side + 2 * PADDING - 3) / layer.stride + 1;
+    let dy_dims = [args.batch, layer.out_channels, out_side, out_side];
+    let dy = Tensor::randn(0f32, 1.0, dy_dims.as_slice(), &device)?;
+    let flops =
+        2.0 * latent_kernels::conv2d_multiply_adds(&x_dims, &w_dims, layer.stride, PADDING)? as f64;
+    let stride = layer.stride;
+
+    let forward = measure(
+        args,
+        || x.conv2d(&w, PADDING, stride, 1, 1),
+        || latent_kernels::conv2d(&x, &w, stride, PADDING),
+    )?;
+    report(layer.name, "forward", forward, Some(flops));
+
+    // candle's backprop computes the input gradient as this transposed convolution.
+    let out_size = (out_side - 1) * stride + 3 - 2 * PADDING;
+    let output_padding = layer.side - out_size;
+    let backward_input = measure(
+        args,
+        || dy.conv_transpose2d(&w, PADDING, output_padding, stride, 1),
+        || latent_kernels::conv2d_backward_input(&dy, &w, &x_dims, stride, PADDING),
+    )?;
+    let pass = if layer.in_channels == 3 {
+        "bwd input (unused)"
+    } else {
+        "bwd input"
+    };
+    report(layer.name, pass, backward_input, Some(flops));
+
+    // ... and the weight gradient as a convolution of the transposed input by the
+    // transposed output gradient (dilation = stride), narrowed to the kernel size.
+    let backward_weight = measure(
+        args,
+        || {
+            let dw = x
+                .transpose(0, 1)?
+                .conv2d(&dy.transpose(0, 1)?, PADDING, 1, stride, 1)?;
+            dw.transpose(0, 1)?.narrow(2, 0, 3)?.narrow(3, 0, 3)
+        },
+        || latent_kernels::conv2d_backward_weight(&x, &dy, 3, stride, PADDING),
+    )?;
+    report(layer.name, "bwd weight", backward_weight, Some(flops));
+    Ok(())
+}
+
+fn time_batch_norm(channels: usize, side: usize, args: &Args) -> candle_core::Result<()> {
+    let device = Device::Cpu;
+    let dims = [args.batch, channels, side, side];
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, dims.as_slice(), &device)?)?;
+    let gamma = Var::ones(channels, DType::F32, &device)?;
+    let beta = Var::zeros(channels, DType::F32, &device)?;
+    let stock = candle_nn::BatchNorm::new(
+        channels,
+        Tensor::zeros(channels, DType::F32, &device)?,
+        Tensor::ones(channels, DType::F32, &device)?,
+        gamma.as_tensor().clone(),
+        beta.as_tensor().clone(),
+        EPS,
+    )?;
+    let name = format!("bn+relu {channels}@{side}");
+
+    let stock_forward = || stock.forward_train(&x)?.relu();
+    let our_forward = || Ok(latent_kernels::batch_norm_train(&x, &gamma, &beta, EPS, true)?.0);
+    let forward = measure(args, stock_forward, our_forward)?;
+    report(&name, "forward", forward, None);
+
+    // Backward from y with a ones gradient: dx, dgamma and dbeta.
+    let (stock_y, our_y) = (stock_forward()?, our_forward()?);
+    let backward = measure(args, || stock_y.backward(), || our_y.backward())?;
+    report(&name, "backward", backward, None);
+    Ok(())
+}
+
+/// Median milliseconds of (candle's op, ours), one warm-up each, alternating per rep.
+fn measure<A, B>(
+    args: &Args,
+    mut stock: impl FnMut() -> candle_core::Result<A>,
+    mut ours: impl FnMut() -> candle_core::Result<B>,
+) -> candle_core::Result<(Option<f64>, f64)> {
+    let time = |f: &mut dyn FnMut() -> candle_core::Result<()>| -> candle_core::Result<f64> {
+        let start = Instant::now();
+        f()?;
+        Ok(start.elapsed().as_secs_f64() * 1e3)
+    };
+    let (mut stock_ms, mut our_ms) = (Vec::new(), Vec::new());
+    for rep in 0..=args.reps {
+        if !args.ours_only {
+            let ms = time(&mut || stock().map(drop))?;
+            if rep > 0 {
+                stock_ms.push(ms);
+            }
+        }
+        let ms = time(&mut || ours().map(drop))?;
+        if rep > 0 {
+            our_ms.push(ms);
+        }
+    }
+    Ok((
+        (!args.ours_only).then(|| median(&mut stock_ms)),
+        median(&mut our_ms),
+    ))
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn report(layer: &str, pass: &str, (stock, ours): (Option<f64>, f64), flops: Option<f64>) {
+    let gflops = |ms: f64| flops.map_or("-".to_string(), |f| format!("{:.1}", f / ms / 1e6));
+    let stock_ms = stock.map_or("-".to_string(), |ms| format!("{ms:.1}"));
+    let stock_gflops = stock.map_or("-".to_string(), gflops);
+    let speed_up = stock.map_or("-".to_string(), |ms| format!("{:.1}x", ms / ours));
+    println!(
+        "| {layer} | {pass} | {stock_ms} | {ours:.1} | {stock_gflops} | {} | {speed_up} |",
+        gflops(ours)
+    );
+}
