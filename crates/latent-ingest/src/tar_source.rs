@@ -114,9 +114,12 @@ pub fn ingest_tar(options: &IngestOptions) -> Result<Summary> {
     let chunks = std::iter::from_fn(|| {
         let mut chunk = Vec::with_capacity(chunk_size);
         while chunk.len() < chunk_size {
-            let mut entry = match entries.next()? {
-                Ok(entry) => entry,
-                Err(e) => return Some(Err(IngestError::io(path, "reading an archive entry", e))),
+            let mut entry = match entries.next() {
+                None => break, // end of the archive; the partial chunk is still sent
+                Some(Ok(entry)) => entry,
+                Some(Err(e)) => {
+                    return Some(Err(IngestError::io(path, "reading an archive entry", e)));
+                }
             };
             let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let Some(planned) = wanted.remove(&name) else {
