@@ -1,0 +1,307 @@
+//! Export of tiny trained and random-init models: rows, ids, embeddings, refusals.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, BinaryArray, Int32Array, Int64Array, RecordBatch, StringArray};
+use arrow::datatypes::{Float32Type, Int32Type, Int64Type};
+use candle_core::{Device, Tensor};
+use latent_core::config::PipelineConfig;
+use latent_core::rng::rng_for;
+use latent_export::{ExportOptions, ModelSource, export, keys};
+use latent_train::model::Backend;
+use latent_train::views::write_views_stream;
+use latent_train::{TrainOptions, load_model_dir, train};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use rand::RngExt;
+
+const SIZE: usize = 8;
+const IMAGES: usize = 7;
+
+/// Pixels of image `id`: seeded random bytes, HWC.
+fn pixels(id: usize) -> Vec<u8> {
+    let mut rng = rng_for(id as u64, &[7]);
+    (0..SIZE * SIZE * 3).map(|_| rng.random::<u8>()).collect()
+}
+
+fn split_of(id: usize) -> &'static str {
+    if id < 5 { "train" } else { "test" }
+}
+
+fn write_image_table(path: &Path) {
+    let schema = latent_core::schema::image_table_schema();
+    let n = IMAGES;
+    let all_pixels: Vec<Vec<u8>> = (0..n).map(pixels).collect();
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| 100 + i))),
+            Arc::new(Int32Array::from_iter_values((0..n as i32).map(|i| i % 2))),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| if i % 2 == 0 { "cat" } else { "dog" }),
+            )),
+            Arc::new(StringArray::from_iter_values((0..n).map(split_of))),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
+                SIZE as i32,
+                n,
+            ))),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
+                SIZE as i32,
+                n,
+            ))),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(3, n))),
+            Arc::new(BinaryArray::from_iter_values(all_pixels.iter())),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("img{i}.png")),
+            )),
+        ],
+    )
+    .unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn train_tiny_model(dir: &Path) -> std::path::PathBuf {
+    let views = dir.join("views.arrow");
+    let rows: Vec<(u32, i64, Vec<f32>, Vec<f32>)> = (0..6)
+        .map(|id| {
+            let mut rng = rng_for(id, &[8]);
+            let mut view = || {
+                (0..3 * SIZE * SIZE)
+                    .map(|_| rng.random::<f32>() - 0.5)
+                    .collect()
+            };
+            (0, id as i64, view(), view())
+        })
+        .collect();
+    write_views_stream(std::fs::File::create(&views).unwrap(), 3, SIZE, &rows, 4).unwrap();
+
+    let mut config = PipelineConfig::default();
+    config.train.width = 0.25;
+    config.train.projection_dim = 8;
+    config.train.batch_size = 3;
+    config.train.fast_kernels = false;
+    config.augment.size = SIZE as u32;
+    config.augment.mean = vec![0.4, 0.5, 0.6];
+    config.augment.std = vec![0.2, 0.25, 0.3];
+    let out = dir.join("model");
+    train(
+        &views,
+        &TrainOptions {
+            out: out.clone(),
+            config,
+            epochs_cap: None,
+        },
+    )
+    .unwrap();
+    out
+}
+
+fn read_table(path: &Path) -> (RecordBatch, std::collections::HashMap<String, String>) {
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(path).unwrap()).unwrap();
+    let schema = builder.schema().clone();
+    let batches: Vec<RecordBatch> = builder.build().unwrap().map(|b| b.unwrap()).collect();
+    let metadata = schema.metadata().clone();
+    (
+        arrow::compute::concat_batches(&schema, &batches).unwrap(),
+        metadata.into(),
+    )
+}
+
+fn embeddings(batch: &RecordBatch) -> Vec<f32> {
+    let list = batch
+        .column_by_name("embedding")
+        .unwrap()
+        .as_fixed_size_list();
+    list.values()
+        .as_primitive::<Float32Type>()
+        .values()
+        .to_vec()
+}
+
+#[test]
+fn trained_export_has_one_row_per_image_and_the_encoders_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let model_dir = train_tiny_model(dir.path());
+    let out = dir.path().join("latent.parquet");
+
+    let summary = export(&ExportOptions {
+        images: images.clone(),
+        out: out.clone(),
+        source: ModelSource::Trained(model_dir.clone()),
+        batch_size: Some(3),
+        row_group: Some(4),
+    })
+    .unwrap();
+    assert_eq!((summary.rows, summary.dim), (IMAGES, 64));
+
+    let (table, metadata) = read_table(&out);
+    assert_eq!(table.num_rows(), IMAGES);
+    let ids: Vec<i64> = table
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(ids, (100..100 + IMAGES as i64).collect::<Vec<_>>());
+    let labels = table.column(1).as_primitive::<Int32Type>();
+    assert_eq!(labels.value(3), 1);
+    let splits = table.column(3).as_string::<i32>();
+    assert_eq!(splits.value(4), "train");
+    assert_eq!(splits.value(5), "test");
+    assert_eq!(
+        metadata.get("latent.table").map(String::as_str),
+        Some("latent")
+    );
+    assert_eq!(
+        metadata.get(keys::REPRESENTATION).map(String::as_str),
+        Some("encoder")
+    );
+    assert_eq!(metadata.get(keys::WEIGHTS_SHA256).unwrap().len(), 64);
+    let row_groups = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&out).unwrap())
+        .unwrap()
+        .metadata()
+        .num_row_groups();
+    assert_eq!(row_groups, 2);
+
+    // The same images normalised by hand with the trained config's mean and std, run
+    // through the loaded encoder directly.
+    let trained = load_model_dir(&model_dir).unwrap();
+    let (mean, std) = ([0.4f32, 0.5, 0.6], [0.2f32, 0.25, 0.3]);
+    let mut values = Vec::new();
+    for id in 0..IMAGES {
+        let p = pixels(id);
+        for c in 0..3 {
+            for i in 0..SIZE * SIZE {
+                values.push((p[i * 3 + c] as f32 / 255.0 - mean[c]) / std[c]);
+            }
+        }
+    }
+    let x = Tensor::from_vec(values, (IMAGES, 3, SIZE, SIZE), &Device::Cpu).unwrap();
+    let direct: Vec<f32> = trained
+        .model
+        .encoder
+        .forward_eval(&x, Backend::Candle)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let exported = embeddings(&table);
+    assert_eq!(exported.len(), direct.len());
+    let worst = exported
+        .iter()
+        .zip(&direct)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "largest difference {worst}");
+    assert!(exported.iter().any(|v| *v > 0.0));
+}
+
+#[test]
+fn random_init_export_is_seeded_and_calibrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let mut config = PipelineConfig::default();
+    config.train.width = 0.25;
+    let run = |name: &str, seed: u64| {
+        let out = dir.path().join(name);
+        export(&ExportOptions {
+            images: images.clone(),
+            out: out.clone(),
+            source: ModelSource::RandomInit {
+                seed,
+                config: config.clone(),
+            },
+            batch_size: None,
+            row_group: None,
+        })
+        .unwrap();
+        let (table, metadata) = read_table(&out);
+        assert_eq!(
+            metadata.get(keys::MODEL_KIND).map(String::as_str),
+            Some("random-init")
+        );
+        embeddings(&table)
+    };
+    let a = run("a.parquet", 1);
+    assert_eq!(a, run("b.parquet", 1));
+    assert_ne!(a, run("c.parquet", 2));
+    assert!(a.iter().all(|v| v.is_finite()));
+
+    // Calibrated batch norm centres each channel on the train split before the ReLU, so
+    // pooled outputs are neither all zero nor huge.
+    let mean_abs = a.iter().map(|v| v.abs()).sum::<f32>() / a.len() as f32;
+    assert!(mean_abs > 0.05 && mean_abs < 5.0, "{mean_abs}");
+}
+
+#[test]
+fn views_stream_given_as_images_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_views_stream(
+        std::fs::File::create(&views).unwrap(),
+        3,
+        4,
+        &[(0, 1, vec![0.0; 48], vec![0.0; 48])],
+        1,
+    )
+    .unwrap();
+    let err = export(&ExportOptions {
+        images: views,
+        out: dir.path().join("latent.parquet"),
+        source: ModelSource::RandomInit {
+            seed: 0,
+            config: PipelineConfig::default(),
+        },
+        batch_size: None,
+        row_group: None,
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("views.arrow") && err.contains("Arrow IPC stream"),
+        "{err}"
+    );
+    assert!(!dir.path().join("latent.parquet").exists());
+}
+
+#[test]
+fn latent_table_given_as_images_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let mut config = PipelineConfig::default();
+    config.train.width = 0.25;
+    let latent = dir.path().join("latent.parquet");
+    let options = |input: &Path, out: &Path| ExportOptions {
+        images: input.to_path_buf(),
+        out: out.to_path_buf(),
+        source: ModelSource::RandomInit {
+            seed: 0,
+            config: config.clone(),
+        },
+        batch_size: None,
+        row_group: None,
+    };
+    export(&options(&images, &latent)).unwrap();
+
+    let err = export(&options(&latent, &dir.path().join("again.parquet")))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("latent.parquet") && err.contains("missing column"),
+        "{err}"
+    );
+    assert_eq!(table_len(&latent), IMAGES);
+}
+
+fn table_len(path: &Path) -> usize {
+    read_table(path).0.column(0).len()
+}
