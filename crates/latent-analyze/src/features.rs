@@ -130,7 +130,7 @@ pub fn read_raw_pixels(path: &Path) -> Result<FeatureSet> {
 }
 
 /// What a latent table must hold, for error messages.
-const LATENT_COLUMNS: &str = "a latent table with columns id, label (integer), label_name \
+const LATENT_COLUMNS: &str = "latent table with columns id, label (integer), label_name \
      (string), split (string), embedding (fixed_size_list<float32>[d])";
 
 /// Reads a latent table with Polars, refusing any table without the latent columns.
