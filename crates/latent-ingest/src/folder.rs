@@ -98,12 +98,17 @@ fn list_files(
             .to_string_lossy()
             .replace(std::path::MAIN_SEPARATOR, "/");
 
-        let rejected = match fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
+        // The entry's own type is free (no extra system call); only links need a stat.
+        let kind = match entry.file_type() {
+            Ok(kind) if kind.is_symlink() => fs::metadata(&path).map(|m| m.file_type()),
+            other => other,
+        };
+        let rejected = match kind {
+            Ok(kind) if kind.is_dir() => {
                 tracing::warn!("{}: nested folder skipped", path.display());
                 continue;
             }
-            Ok(meta) if !meta.is_file() => Some(Rejection::new(
+            Ok(kind) if !kind.is_file() => Some(Rejection::new(
                 Reason::Unreadable,
                 "not a regular file (a FIFO, socket or device)",
             )),

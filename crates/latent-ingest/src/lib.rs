@@ -462,15 +462,18 @@ fn log_summary(summary: &Summary) {
         .iter()
         .map(|(split, n)| format!("{split} {n}"))
         .collect();
+    let classes = match summary.class_names.len() {
+        0 => "labels without class names".to_string(),
+        n => format!("{n} classes"),
+    };
     tracing::info!(
-        "seen {} = ingested {} + rejected {} + duplicates dropped {} ({} duplicates found); {}; {} classes",
+        "seen {} = ingested {} + rejected {} + duplicates dropped {} ({} duplicates found); {}; {classes}",
         summary.seen,
         summary.ingested,
         summary.rejected,
         summary.duplicates_dropped,
         summary.duplicates,
         splits.join(", "),
-        summary.class_names.len(),
     );
     for (reason, count) in &summary.reasons {
         tracing::info!("rejected as {reason}: {count}");
