@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# make bench: each of our stages against its Python peer on the same input, in one run.
+#
+#   bash bench/run.sh [NAME ...]     (default: every benchmark)
+#
+# Prints one line per comparison, `bench NAME ours=X peer=Y unit=U ratio=R`, where R > 1
+# means we are better (faster). Needs the peers' venv: made on first use from
+# ../shared/peers/setup.sh into $PEERS_VENV (default .venv-peers). Each comparison runs ours
+# and the peer alternately, REPEAT times each (default 3), and compares medians, so both see
+# the same machine load.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+root=$(pwd)
+peers="${PEERS_DIR:-$root/../shared/peers}"
+venv="${PEERS_VENV:-$root/.venv-peers}"
+repeat="${REPEAT:-3}"
+data="$root/data/cifar10-small"
+bin="$root/target/release"
+work="$root/runs/bench"
+mkdir -p "$work"
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "bench: installing the Python peers into $venv (about 6 GB, once)" >&2
+  bash "$peers/setup.sh" "$venv" >&2
+fi
+py="$venv/bin/python"
+
+# median of numbers on stdin
+median() { sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+# seconds since the epoch, with nanoseconds
+now() { date +%s.%N; }
+# a JSON field of a one-line JSON document on stdin
+field() { "$py" -c "import json,sys; d=json.loads(sys.stdin.readlines()[-1]); print(eval('d' + sys.argv[1]))" "$1"; }
+report() { # name ours peer unit higher-is-better(1|0)
+  local ratio
+  if [ "$5" = 1 ]; then ratio=$(awk -v a="$2" -v b="$3" 'BEGIN {printf "%.2f", a / b}')
+  else ratio=$(awk -v a="$2" -v b="$3" 'BEGIN {printf "%.2f", b / a}'); fi
+  echo "bench $1 ours=$2 peer=$3 unit=$4 ratio=$ratio"
+}
+
+images_table="$work/images.parquet"
+ensure_images() {
+  [ -f "$images_table" ] || "$bin/latent-ingest" "$data" --out "$images_table" -q
+}
+
+bench_ingest() {
+  local ours=() peer=()
+  for _ in $(seq "$repeat"); do
+    local t0 t1
+    t0=$(now); "$bin/latent-ingest" "$data" --out "$work/ingest.parquet" -q; t1=$(now)
+    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", 6000 / (b - a)}')")
+    peer+=("$(cd "$peers" && "$py" ingest_pillow.py "$data" "$work/ingest_peer.parquet" \
+      --workers 2 --repeat 1 2>/dev/null | field "['images_per_s_median']")")
+  done
+  report ingest "$(printf '%s\n' "${ours[@]}" | median)" "$(printf '%s\n' "${peer[@]}" | median)" images/s 1
+}
+
+bench_augment() { # size
+  local size=$1 ours=() peer=()
+  ensure_images
+  for _ in $(seq "$repeat"); do
+    local t0 t1
+    t0=$(now)
+    "$bin/latent-augment" "$images_table" --epochs 2 --size "$size" --out /dev/null -q
+    t1=$(now)
+    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", 2 * 2 * 5000 / (b - a)}')")
+    peer+=("$(cd "$peers" && "$py" augment_torchvision.py "$data" --size "$size" --epochs 2 \
+      --workers 2 2>/dev/null | field "['views_per_s']")")
+  done
+  report "augment-$size" "$(printf '%s\n' "${ours[@]}" | median)" \
+    "$(printf '%s\n' "${peer[@]}" | median)" views/s 1
+}
+
+bench_probes() {
+  ensure_images
+  local latent="$work/latent_random.parquet"
+  [ -f "$latent" ] || "$bin/latent-export" "$images_table" --random-init --out "$latent" -q
+  local ours=() peer=()
+  for _ in $(seq "$repeat"); do
+    local t0 t1
+    t0=$(now)
+    "$bin/latent-analyze" --images "$images_table" --no-raw-pixels \
+      --latent random-init="$latent" --out "$work/probe_report" -q
+    t1=$(now)
+    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')")
+    peer+=("$(cd "$peers" && "$py" probe_sklearn.py "$latent" 2>/dev/null | field "['total_wall_s']")")
+  done
+  report probes "$(printf '%s\n' "${ours[@]}" | median)" "$(printf '%s\n' "${peer[@]}" | median)" s 0
+}
+
+all=(ingest augment-32 augment-96 probes)
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=("${all[@]}")
+for name in "${names[@]}"; do
+  case "$name" in
+    ingest) bench_ingest ;;
+    augment-32) bench_augment 32 ;;
+    augment-96) bench_augment 96 ;;
+    probes) bench_probes ;;
+    *) echo "bench: unknown benchmark '$name' (known: ${all[*]})" >&2; exit 2 ;;
+  esac
+done
