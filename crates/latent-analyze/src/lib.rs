@@ -6,6 +6,7 @@
 //! results go to `report.json` (structure in `REPORT_FORMAT.md`) and a Markdown summary,
 //! both written atomically. Inputs are only ever read.
 
+pub mod cluster;
 pub mod error;
 pub mod features;
 pub mod knn;
@@ -240,8 +241,21 @@ fn score(
         threads,
     );
     timings.knn = step.elapsed().as_secs_f64();
-    timings.total =
-        timings.load + timings.standardise + timings.linear_probe.iter().sum::<f64>() + timings.knn;
+
+    let step = Instant::now();
+    let clustering = cluster::cluster_scores(
+        &set.test,
+        &set.test_labels,
+        set.classes(),
+        cluster::KmeansSettings::default(),
+        probe_settings.run_seed,
+    );
+    timings.clustering = step.elapsed().as_secs_f64();
+    timings.total = timings.load
+        + timings.standardise
+        + timings.linear_probe.iter().sum::<f64>()
+        + timings.knn
+        + timings.clustering;
 
     FeatureSetReport {
         dim: set.dim(),
@@ -253,16 +267,19 @@ fn score(
         source: set.source,
         linear_probe,
         knn,
+        clustering,
         timings_s: timings,
     }
 }
 
 fn log_scores(set: &FeatureSetReport) {
     tracing::info!(
-        "{}: kNN vote {:.4}, kNN weighted {:.4}; {:.1} s in all",
+        "{}: kNN vote {:.4}, kNN weighted {:.4}, k-means NMI {:.3} ARI {:.3}; {:.1} s in all",
         set.name,
         set.knn.vote_accuracy,
         set.knn.weighted_accuracy,
+        set.clustering.kmeans_nmi,
+        set.clustering.kmeans_ari,
         set.timings_s.total
     );
 }
@@ -281,6 +298,12 @@ fn protocol(options: &AnalyzeOptions, probe: ProbeSettings, knn: KnnSettings) ->
         ),
         linear_probe: probe,
         knn,
+        kmeans: cluster::KmeansSettings::default(),
+        clustering: "on the standardised test rows: k-means with k = classes, k-means++ starts \
+                     seeded from [run].seed, the restart of lowest inertia kept; NMI \
+                     (arithmetic normalisation) and ARI against the labels; mean silhouette with \
+                     cosine distance, for the labels and for the k-means clusters"
+            .into(),
         knn_similarity: "cosine similarity of L2-normalised standardised features, test rows \
                          as queries against every train row"
             .into(),

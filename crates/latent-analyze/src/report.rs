@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
+use crate::cluster::{ClusterScores, KmeansSettings};
 use crate::knn::{KnnScores, KnnSettings};
 use crate::probe::{FractionResult, ProbeSettings};
 
@@ -35,6 +36,8 @@ pub struct Protocol {
     pub linear_probe_objective: String,
     pub knn: KnnSettings,
     pub knn_similarity: String,
+    pub kmeans: KmeansSettings,
+    pub clustering: String,
 }
 
 /// Where the inputs came from.
@@ -65,6 +68,7 @@ pub struct FeatureSetReport {
     pub skipped_rows: usize,
     pub linear_probe: Vec<FractionResult>,
     pub knn: KnnScores,
+    pub clustering: ClusterScores,
     pub timings_s: FeatureSetTimings,
 }
 
@@ -76,6 +80,7 @@ pub struct FeatureSetTimings {
     /// One entry per label fraction, in the order of `linear_probe`.
     pub linear_probe: Vec<f64>,
     pub knn: f64,
+    pub clustering: f64,
     pub total: f64,
 }
 
@@ -105,7 +110,7 @@ pub fn markdown(report: &Report) -> String {
     let _ = writeln!(md, "# Latent space report\n");
     let _ = writeln!(
         md,
-        "Test-split accuracy in %, {} {}. Linear probes at label fractions below 100% are \
+        "Test-split accuracy in % (clustering scores as fractions), {} {}. Linear probes at label fractions below 100% are \
          the mean ± std over subset seeds {:?}.\n",
         report.product, report.product_version, report.protocol.linear_probe.seeds
     );
@@ -117,10 +122,10 @@ pub fn markdown(report: &Report) -> String {
     }
     let _ = write!(
         header,
-        " kNN{} vote | kNN{} weighted |",
+        " kNN{} vote | kNN{} weighted | k-means NMI | ARI | silh. (labels) | silh. (k-means) |",
         knn.vote_k, knn.weighted_k
     );
-    rule.push_str(" --- | --- |");
+    rule.push_str(" --- | --- | --- | --- | --- | --- |");
     let _ = writeln!(md, "{header}\n{rule}");
     for set in &report.feature_sets {
         let mut line = format!("| {} | {} |", set.name, set.dim);
@@ -146,6 +151,15 @@ pub fn markdown(report: &Report) -> String {
             " {:.1} | {:.1} |",
             100.0 * set.knn.vote_accuracy,
             100.0 * set.knn.weighted_accuracy
+        );
+        let scores = &set.clustering;
+        let _ = write!(
+            line,
+            " {:.3} | {:.3} | {} | {} |",
+            scores.kmeans_nmi,
+            scores.kmeans_ari,
+            optional(scores.silhouette_labels),
+            optional(scores.silhouette_kmeans)
         );
         let _ = writeln!(md, "{line}");
     }
@@ -191,8 +205,14 @@ pub fn markdown(report: &Report) -> String {
          by exp(similarity / {}).",
         report.protocol.knn_similarity, knn.vote_k, knn.weighted_k, knn.temperature
     );
+    let _ = writeln!(md, "- Clustering: {}.", report.protocol.clustering);
     let _ = writeln!(md, "\nTotal time {:.1} s.", report.timings_s.total);
     md
+}
+
+/// A score that may be undefined ("n/a" then).
+fn optional(value: Option<f64>) -> String {
+    value.map_or_else(|| "n/a".into(), |v| format!("{v:.3}"))
 }
 
 fn percent_label(fraction: f64) -> String {

@@ -281,3 +281,75 @@ fn zero_variance_columns_become_zero_not_nan() {
     assert_eq!(set.train.data, vec![-1.0, 0.0, 1.0, 0.0]);
     assert_eq!(set.test.data, vec![3.0, 0.0]);
 }
+
+#[test]
+fn clustering_scores_match_scikit_learn() {
+    use latent_analyze::cluster::{
+        adjusted_rand_index, cosine_distances, normalized_mutual_info, silhouette,
+    };
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/cluster_sklearn.json");
+    let fixture: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let ints = |key: &str| -> Vec<i32> {
+        fixture[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_i64().unwrap() as i32)
+            .collect()
+    };
+    let (labels, clusters) = (ints("labels"), ints("clusters"));
+    let x = matrix(&rows_of(&fixture["x"]));
+
+    let close = |ours: f64, key: &str, tolerance: f64| {
+        let expected = fixture[key].as_f64().unwrap();
+        assert!(
+            (ours - expected).abs() < tolerance,
+            "{key}: {ours} vs sklearn {expected}"
+        );
+    };
+    close(normalized_mutual_info(&labels, &clusters), "nmi", 1e-12);
+    close(adjusted_rand_index(&labels, &clusters), "ari", 1e-12);
+    let silhouette_labels = silhouette(&cosine_distances(&x), &labels).unwrap();
+    close(silhouette_labels, "silhouette_cosine_labels", 1e-5);
+}
+
+#[test]
+fn degenerate_partitions_give_documented_values_not_nan() {
+    use latent_analyze::cluster::{
+        adjusted_rand_index, cosine_distances, normalized_mutual_info, silhouette,
+    };
+    let one_group = [5, 5, 5, 5];
+    assert_eq!(normalized_mutual_info(&one_group, &one_group), 1.0);
+    assert_eq!(adjusted_rand_index(&one_group, &one_group), 1.0);
+    let x = Matrix::from_vec(4, 2, vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0]);
+    let distances = cosine_distances(&x);
+    assert!(
+        distances.data.iter().all(|d| d.is_finite()),
+        "a zero row gives no NaN"
+    );
+    assert_eq!(silhouette(&distances, &one_group), None, "one group");
+    assert_eq!(
+        silhouette(&distances, &[0, 1, 2, 3]),
+        None,
+        "every row its own group"
+    );
+}
+
+#[test]
+fn kmeans_recovers_well_separated_groups() {
+    use latent_analyze::cluster::{KmeansSettings, cluster_scores};
+    let mut data = Vec::new();
+    let mut labels = Vec::new();
+    for i in 0..30 {
+        let class = i % 3;
+        let wiggle = ((i * 7) % 5) as f32 * 0.05;
+        let centre = [[5.0, 0.0], [0.0, 5.0], [-5.0, -5.0]][class];
+        data.extend([centre[0] + wiggle, centre[1] - wiggle]);
+        labels.push(class as i32 + 10);
+    }
+    let x = Matrix::from_vec(30, 2, data);
+    let scores = cluster_scores(&x, &labels, 3, KmeansSettings::default(), 0);
+    assert!((scores.kmeans_nmi - 1.0).abs() < 1e-12, "{scores:?}");
+    assert!((scores.kmeans_ari - 1.0).abs() < 1e-12, "{scores:?}");
+    assert!(scores.silhouette_kmeans.unwrap() > 0.9, "{scores:?}");
+}
