@@ -218,6 +218,7 @@ pub fn prepare_encoder(
             let mut model = SimclrModel::new(arch, *seed)?;
             let (mean, std) = normalisation(config, table, arch.in_channels);
             let batch = batch_size.unwrap_or(config.export.batch_size).max(2);
+            let backend = Backend::from_fast_kernels(config.train.fast_kernels);
             calibrate_batch_norm(
                 &mut model.encoder,
                 table,
@@ -225,6 +226,7 @@ pub fn prepare_encoder(
                 &mean,
                 &std,
                 batch,
+                backend,
             )?;
             let mut config = config.clone();
             config.run.seed = *seed;
@@ -336,6 +338,7 @@ fn calibrate_batch_norm(
     mean: &[f32],
     std: &[f32],
     batch_size: usize,
+    backend: Backend,
 ) -> Result<()> {
     let _span = info_span!("calibrate_batch_norm").entered();
     for norm in encoder.norms_mut() {
@@ -348,7 +351,7 @@ fn calibrate_batch_norm(
             continue;
         }
         let x = normalised_batch(chunk, channels, mean, std)?;
-        encoder.forward_train(&x.detach(), Backend::Candle)?;
+        encoder.forward_train(&x, backend)?;
     }
     Ok(())
 }
@@ -400,13 +403,14 @@ fn write_latent_table(
     let mut writer = ArrowWriter::try_new(file.try_clone()?, schema.clone(), Some(properties))
         .map_err(|e| write_err(e.into()))?;
 
+    let backend = Backend::from_fast_kernels(prepared.config.train.fast_kernels);
     let bar = latent_core::logging::progress_bar(table.records.len() as u64, "export");
     let records: Vec<&ImageRecord> = table.records.iter().collect();
     for chunk in records.chunks(batch_size) {
         let embeddings = {
             let _span = info_span!("encode").entered();
             let x = normalised_batch(chunk, prepared.in_channels, &prepared.mean, &prepared.std)?;
-            prepared.encoder.forward_eval(&x, Backend::Candle)?
+            prepared.encoder.forward_eval(&x, backend)?
         };
         let values: Vec<f32> = embeddings.flatten_all()?.to_vec1()?;
         let batch = latent_batch(&schema, chunk, values, dim).map_err(|e| write_err(e.into()))?;

@@ -281,37 +281,11 @@ fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, backend: Backend) -> Resul
     })
 }
 
-/// The entry points of the project's fast CPU kernels, with the signatures that
-/// `latent-kernels` is to export.
-///
-/// `latent-kernels` does not export them yet, so for now these run candle's ops and the
-/// `Fast` backend is as fast as `Candle`; when the kernels land, each body becomes one
-/// call (`latent_kernels::conv2d(x, w, stride, padding)`,
-/// `latent_kernels::batch_norm_train(x, gamma, beta, eps, relu)`).
+/// The project's fast CPU kernels (`latent-kernels`): im2col convolution and fused batch
+/// norm with their own backward passes; they fall back to candle's ops off the CPU.
 mod fast {
-    use candle_core::{Result, Tensor};
-
-    pub fn conv2d(x: &Tensor, w: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-        x.conv2d(w, padding, stride, 1, 1)
-    }
-
-    pub fn batch_norm_train(
-        x: &Tensor,
-        gamma: &Tensor,
-        beta: &Tensor,
-        eps: f64,
-        relu: bool,
-    ) -> Result<(Tensor, Tensor, Tensor)> {
-        debug_assert_eq!(eps, super::BN_EPS);
-        super::candle_batch_norm(x, gamma, beta, relu).map_err(|e| match e {
-            crate::error::TrainError::Tensor(e) => e,
-            other => candle_core::Error::Msg(other.to_string()),
-        })
-    }
+    pub use latent_kernels::{batch_norm_train, conv2d};
 }
-
-/// Whether the fast kernels are really in use (false while `latent-kernels` lacks them).
-pub const FAST_KERNELS_AVAILABLE: bool = false;
 
 /// One encoder block: 3x3 convolution (padding 1, no bias), batch norm, ReLU.
 #[derive(Debug)]
@@ -689,6 +663,39 @@ mod tests {
         assert!(names.contains(&"head.1.num_batches_tracked".to_string()));
         assert!(names.contains(&"head.3.bias".to_string()));
         assert_eq!(names.len(), 4 * 6 + 6 + 2);
+    }
+
+    #[test]
+    fn fast_kernels_match_candles_ops_forward_and_backward() {
+        let x = Tensor::randn(0f32, 1., (4, 3, 8, 8), &Device::Cpu).unwrap();
+        let run = |backend: Backend| {
+            let mut model = SimclrModel::new(tiny(), 5).unwrap();
+            let z = model.forward_train(&x, backend).unwrap();
+            let grads = z.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+            let conv_grad = flat(
+                grads
+                    .get(model.encoder.blocks[0].weight.as_tensor())
+                    .unwrap(),
+            );
+            let gamma_grad = flat(
+                grads
+                    .get(model.encoder.blocks[2].norm.weight.as_tensor())
+                    .unwrap(),
+            );
+            let running = flat(&model.encoder.blocks[1].norm.running_var);
+            (flat(&z), conv_grad, gamma_grad, running)
+        };
+        let (candle, fast) = (run(Backend::Candle), run(Backend::Fast));
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst <= 1e-4 * scale, "{what}: {worst} (scale {scale})");
+        };
+        close(&candle.0, &fast.0, "projections");
+        close(&candle.1, &fast.1, "conv weight gradient");
+        close(&candle.2, &fast.2, "batch-norm scale gradient");
+        close(&candle.3, &fast.3, "running variance");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tracing::{debug, info, info_span, warn};
 
 use crate::error::{Result, TrainError};
 use crate::loss::{nt_xent, positive_top1};
-use crate::model::{Architecture, Backend, FAST_KERNELS_AVAILABLE, HeadKind, SimclrModel};
+use crate::model::{Architecture, Backend, HeadKind, SimclrModel};
 use crate::optim::{AdamW, AdamWParams, Schedule};
 use crate::views::{ViewBatch, ViewsInfo, ViewsStream};
 
@@ -231,9 +231,6 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     let info = stream.info.clone();
     let input_name = stream.name.clone();
     let settings = parse_settings(config, &info)?;
-    if settings.backend == Backend::Fast && !FAST_KERNELS_AVAILABLE {
-        info!("latent-kernels does not provide its kernels yet; using candle's ops");
-    }
 
     let seed = config.run.seed;
     let mut model = SimclrModel::new(settings.arch, seed)?;
