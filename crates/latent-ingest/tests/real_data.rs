@@ -82,6 +82,16 @@ fn cifar10_small_gives_5000_train_1000_test_and_exact_pixels() {
         cat.pixels,
         png_rgb(&cifar10_small().join("test/cat/0042.png"))
     );
+
+    // Row groups of 1024 rows: 5 full ones and 6000 - 5120 = 880 in the last.
+    let file = std::fs::File::open(&out).unwrap();
+    let reader = parquet::file::reader::SerializedFileReader::new(file).unwrap();
+    let groups: Vec<i64> = parquet::file::reader::FileReader::metadata(&reader)
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect();
+    assert_eq!(groups, [1024, 1024, 1024, 1024, 1024, 880]);
 }
 
 #[test]
