@@ -188,8 +188,6 @@ pub fn write_views<W: Write>(
     let total_chunks = chunks_per_epoch * u64::from(options.epochs);
     let in_flight = 2 * workers + 2;
     info!(
-        images = images.len(),
-        epochs = options.epochs,
         size = augmenter.size(),
         channels = augmenter.channels(),
         workers,
