@@ -35,28 +35,38 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
         names.push((String::from_utf8_lossy(&raw).into_owned(), utf8));
     }
 
+    let prefix = common_top_folder(&names);
+    if let Some(prefix) = &prefix {
+        tracing::info!("every entry sits under {prefix}/, which is taken as the root");
+    }
+    let relative = |name: &str| -> Vec<String> {
+        let parts = name.split('/').filter(|p| !p.is_empty() && *p != ".");
+        parts
+            .skip(prefix.is_some() as usize)
+            .map(String::from)
+            .collect()
+    };
     let has_splits = names.iter().any(|(name, _)| {
-        name.split('/')
-            .next()
-            .is_some_and(|first| SPLIT_FOLDERS.contains(&first))
+        relative(name)
+            .first()
+            .is_some_and(|first| SPLIT_FOLDERS.contains(&first.as_str()))
     });
+
     let mut candidates = Vec::new();
+    let mut skipped = Vec::new();
     for (name, utf8) in names {
-        let parts: Vec<&str> = name
-            .split('/')
-            .filter(|p| !p.is_empty() && *p != ".")
-            .collect();
+        let parts = relative(&name);
         let (split, class, file) = match (has_splits, parts.as_slice()) {
             (true, [split, class, file]) => match SPLIT_FOLDERS.iter().find(|s| *s == split) {
-                Some(split) => (Some(*split), *class, *file),
+                Some(split) => (Some(*split), class, file),
                 None => {
-                    tracing::warn!("{name}: skipped, not under a split folder");
+                    skipped.push(name);
                     continue;
                 }
             },
-            (false, [class, file]) => (None, *class, *file),
+            (false, [class, file]) => (None, class, file),
             _ => {
-                tracing::warn!("{name}: skipped, not at <split>/<class>/<file> or <class>/<file>");
+                skipped.push(name);
                 continue;
             }
         };
@@ -72,12 +82,42 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
         candidates.push(Candidate {
             rel: parts.join("/"),
             split,
-            class: class.to_string(),
+            class: class.clone(),
             rejected,
             locator: name,
         });
     }
+    if let Some(first) = skipped.first() {
+        let layout = if has_splits {
+            "<split>/<class>/<file>"
+        } else {
+            "<class>/<file>"
+        };
+        tracing::warn!(
+            "{} archive entries skipped, not at {layout} (first: {first})",
+            skipped.len()
+        );
+    }
     Ok(candidates)
+}
+
+/// The one folder every entry sits under (as in `cifar10/train/cat/0.jpg`), unless it is a
+/// split folder itself.
+fn common_top_folder(names: &[(String, bool)]) -> Option<String> {
+    // A top folder needs at least <top>/<class>/<file> below it, so that a one-class
+    // archive (<class>/<file>) is not mistaken for one.
+    let top = |name: &str| {
+        let parts: Vec<&str> = name
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        (parts.len() >= 3).then(|| parts[0].to_string())
+    };
+    let first = top(&names.first()?.0)?;
+    let shared = names
+        .iter()
+        .all(|(name, _)| top(name).as_deref() == Some(first.as_str()));
+    (shared && !SPLIT_FOLDERS.contains(&first.as_str())).then_some(first)
 }
 
 /// Ingests a tar archive of an image folder.

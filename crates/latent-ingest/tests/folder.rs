@@ -347,22 +347,27 @@ fn tar_archive_of_a_folder_gives_the_same_rows_as_the_folder() {
         );
     }
     write_png(&root.join("test/a/9.png"), 9);
-    let archive = dir.path().join("src.tar");
-    let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
-    builder.append_dir_all(".", &root).unwrap();
-    builder.into_inner().unwrap();
-
     let from_folder = dir.path().join("folder.parquet");
     let mut opts = options(&root, &from_folder);
     opts.row_group_size = 4; // the last chunk of the stream is a partial one
     ingest(&opts).unwrap();
-    let from_tar = dir.path().join("tar.parquet");
-    let mut opts = options(&archive, &from_tar);
-    opts.row_group_size = 4;
-    let summary = ingest(&opts).unwrap();
+    let expected = read_rows(&from_folder).0;
 
-    assert_eq!(summary.ingested, 6);
-    let mut tar_rows = read_rows(&from_tar).0;
-    tar_rows.sort_by_key(|r| r.id);
-    assert_eq!(tar_rows, read_rows(&from_folder).0);
+    // Entries named ./train/... and pack/train/... (one top folder, taken as the root).
+    for top in [".", "pack"] {
+        let archive = dir.path().join(format!("src-{top}.tar"));
+        let mut builder = tar::Builder::new(std::fs::File::create(&archive).unwrap());
+        builder.append_dir_all(top, &root).unwrap();
+        builder.into_inner().unwrap();
+
+        let from_tar = dir.path().join("tar.parquet");
+        let mut opts = options(&archive, &from_tar);
+        opts.row_group_size = 4;
+        let summary = ingest(&opts).unwrap();
+
+        assert_eq!(summary.ingested, 6, "{top}");
+        let mut tar_rows = read_rows(&from_tar).0;
+        tar_rows.sort_by_key(|r| r.id);
+        assert_eq!(tar_rows, expected, "{top}");
+    }
 }

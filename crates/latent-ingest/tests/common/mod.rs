@@ -25,7 +25,7 @@ pub struct Row {
 }
 
 /// Reads every row of an image table written by the stage, and its schema metadata.
-pub fn read_rows(path: &Path) -> (Vec<Row>, std::collections::HashMap<String, String>) {
+pub fn read_rows(path: &Path) -> (Vec<Row>, Metadata) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
     let metadata = builder
         .schema()
@@ -65,13 +65,11 @@ pub fn read_rows(path: &Path) -> (Vec<Row>, std::collections::HashMap<String, St
     (rows, metadata)
 }
 
+/// Schema metadata of a table.
+pub type Metadata = std::collections::HashMap<String, String>;
+
 /// Reads a rejects table as (path, reason, detail) triples, with its metadata.
-pub fn read_rejects(
-    path: &Path,
-) -> (
-    Vec<(String, String, String)>,
-    std::collections::HashMap<String, String>,
-) {
+pub fn read_rejects(path: &Path) -> (Vec<(String, String, String)>, Metadata) {
     let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap();
     let metadata = builder
         .schema()
