@@ -15,7 +15,8 @@ use clap::Parser;
     long_about = "Times, for the four small-cnn conv layers and their batch norms on random \
                   data, forward / backward-input / backward-weight (conv) and forward / \
                   backward (batch norm + ReLU), candle's stock ops next to latent-kernels'. \
-                  Reads nothing; prints a Markdown table (median ms and GFLOP/s) on stdout.",
+                  Reads nothing; prints a Markdown table on stdout: median wall ms, with the \
+                  CPU ms of all threads in brackets, and GFLOP/s from wall time.",
     after_help = "Example:\n  cargo run --release -p latent-kernels --example layers -- --reps 5\n  \
                   RAYON_NUM_THREADS=1 cargo run --release -p latent-kernels --example layers"
 )]
@@ -81,7 +82,9 @@ const EPS: f64 = 1e-5;
 
 fn main() -> candle_core::Result<()> {
     let args = Args::parse();
-    println!("| layer | pass | candle ms | ours ms | candle GFLOP/s | ours GFLOP/s | speed-up |");
+    println!(
+        "| layer | pass | candle ms (cpu ms) | ours ms (cpu ms) | candle GFLOP/s | ours GFLOP/s | speed-up |"
+    );
     println!("|---|---|---:|---:|---:|---:|---:|");
 
     for layer in &CONV_LAYERS {
@@ -172,48 +175,83 @@ fn time_batch_norm(channels: usize, side: usize, args: &Args) -> candle_core::Re
     Ok(())
 }
 
-/// Median milliseconds of (candle's op, ours), one warm-up each, alternating per rep.
+/// Wall and CPU milliseconds of one call.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall_ms: f64,
+    cpu_ms: f64,
+}
+
+/// Median timings of (candle's op, ours), one warm-up each, alternating per rep.
 fn measure<A, B>(
     args: &Args,
     mut stock: impl FnMut() -> candle_core::Result<A>,
     mut ours: impl FnMut() -> candle_core::Result<B>,
-) -> candle_core::Result<(Option<f64>, f64)> {
-    let time = |f: &mut dyn FnMut() -> candle_core::Result<()>| -> candle_core::Result<f64> {
-        let start = Instant::now();
+) -> candle_core::Result<(Option<Timing>, Timing)> {
+    let time = |f: &mut dyn FnMut() -> candle_core::Result<()>| -> candle_core::Result<Timing> {
+        let (start, cpu_start) = (Instant::now(), process_cpu_ns());
         f()?;
-        Ok(start.elapsed().as_secs_f64() * 1e3)
+        let cpu_ms = (process_cpu_ns() - cpu_start) as f64 / 1e6;
+        Ok(Timing {
+            wall_ms: start.elapsed().as_secs_f64() * 1e3,
+            cpu_ms,
+        })
     };
-    let (mut stock_ms, mut our_ms) = (Vec::new(), Vec::new());
+    let (mut stock_times, mut our_times) = (Vec::new(), Vec::new());
     for rep in 0..=args.reps {
         if !args.ours_only {
-            let ms = time(&mut || stock().map(drop))?;
+            let timing = time(&mut || stock().map(drop))?;
             if rep > 0 {
-                stock_ms.push(ms);
+                stock_times.push(timing);
             }
         }
-        let ms = time(&mut || ours().map(drop))?;
+        let timing = time(&mut || ours().map(drop))?;
         if rep > 0 {
-            our_ms.push(ms);
+            our_times.push(timing);
         }
     }
     Ok((
-        (!args.ours_only).then(|| median(&mut stock_ms)),
-        median(&mut our_ms),
+        (!args.ours_only).then(|| median(&stock_times)),
+        median(&our_times),
     ))
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// CPU time of all this process's threads so far, in ns (Linux; 0 elsewhere). Unlike wall
+/// time it barely changes when other processes compete for the cores.
+fn process_cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
 }
 
-fn report(layer: &str, pass: &str, (stock, ours): (Option<f64>, f64), flops: Option<f64>) {
-    let gflops = |ms: f64| flops.map_or("-".to_string(), |f| format!("{:.1}", f / ms / 1e6));
-    let stock_ms = stock.map_or("-".to_string(), |ms| format!("{ms:.1}"));
-    let stock_gflops = stock.map_or("-".to_string(), gflops);
-    let speed_up = stock.map_or("-".to_string(), |ms| format!("{:.1}x", ms / ours));
+/// The per-field medians of `timings`.
+fn median(timings: &[Timing]) -> Timing {
+    let middle = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    Timing {
+        wall_ms: middle(timings.iter().map(|t| t.wall_ms).collect()),
+        cpu_ms: middle(timings.iter().map(|t| t.cpu_ms).collect()),
+    }
+}
+
+fn report(layer: &str, pass: &str, (stock, ours): (Option<Timing>, Timing), flops: Option<f64>) {
+    let gflops =
+        |t: Timing| flops.map_or("-".to_string(), |f| format!("{:.1}", f / t.wall_ms / 1e6));
+    let ms = |t: Timing| format!("{:.1} ({:.0})", t.wall_ms, t.cpu_ms);
+    let dash = || "-".to_string();
+    let speed_up = stock.map_or_else(dash, |s| format!("{:.1}x", s.wall_ms / ours.wall_ms));
     println!(
-        "| {layer} | {pass} | {stock_ms} | {ours:.1} | {stock_gflops} | {} | {speed_up} |",
+        "| {layer} | {pass} | {} | {} | {} | {} | {speed_up} |",
+        stock.map_or_else(dash, ms),
+        ms(ours),
+        stock.map_or_else(dash, gflops),
         gflops(ours)
     );
 }

@@ -166,13 +166,7 @@ impl CustomOp3 for BatchNorm {
         let x = layout_f32(NAME, "x", x, x_layout)?;
         let gamma = layout_f32(NAME, "gamma", gamma, gamma_layout)?;
         let beta = layout_f32(NAME, "beta", beta, beta_layout)?;
-
-        let (scale, shift): (Vec<f32>, Vec<f32>) = (0..self.sizes.channels)
-            .map(|c| {
-                let scale = gamma[c] * self.inv_std[c];
-                (scale, beta[c] - self.mean[c] * scale)
-            })
-            .unzip();
+        let affine = self.affine(gamma, beta);
 
         let sample_len = self.sizes.channels * self.sizes.spatial;
         let mut y = vec![0.0f32; x.len()];
@@ -182,7 +176,7 @@ impl CustomOp3 for BatchNorm {
                 let planes = y
                     .chunks_exact_mut(self.sizes.spatial)
                     .zip(x.chunks_exact(self.sizes.spatial));
-                for ((y, x), (&scale, &shift)) in planes.zip(scale.iter().zip(&shift)) {
+                for ((y, x), &(scale, shift)) in planes.zip(&affine) {
                     for (y, &x) in y.iter_mut().zip(x) {
                         let z = x * scale + shift;
                         *y = if self.relu { z.max(0.0) } else { z };
@@ -196,16 +190,16 @@ impl CustomOp3 for BatchNorm {
         &self,
         x: &Tensor,
         gamma: &Tensor,
-        _beta: &Tensor,
-        y: &Tensor,
+        beta: &Tensor,
+        _y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let need_dx = x.track_op();
         let grads = with_f32(NAME, "x", x, |x| {
-            with_f32(NAME, "y", y, |y| {
-                with_f32(NAME, "dy", dy, |dy| {
-                    with_f32(NAME, "gamma", gamma, |gamma| {
-                        self.gradients(Inputs { x, y, dy, gamma }, need_dx)
+            with_f32(NAME, "dy", dy, |dy| {
+                with_f32(NAME, "gamma", gamma, |gamma| {
+                    with_f32(NAME, "beta", beta, |beta| {
+                        self.gradients(x, dy, gamma, &self.affine(gamma, beta), need_dx)
                     })
                 })
             })
@@ -222,14 +216,6 @@ impl CustomOp3 for BatchNorm {
     }
 }
 
-/// The slices the backward pass reads: forward input and output, output gradient, gamma.
-struct Inputs<'a> {
-    x: &'a [f32],
-    y: &'a [f32],
-    dy: &'a [f32],
-    gamma: &'a [f32],
-}
-
 struct Gradients {
     dx: Option<Vec<f32>>,
     dgamma: Vec<f32>,
@@ -237,19 +223,60 @@ struct Gradients {
 }
 
 impl BatchNorm {
-    /// The gradient through ReLU: `dy` where the output is positive, else 0.
+    /// Per channel `(scale, shift)` with `y = x * scale + shift` before the ReLU.
+    fn affine(&self, gamma: &[f32], beta: &[f32]) -> Vec<(f32, f32)> {
+        (0..self.sizes.channels)
+            .map(|c| {
+                let scale = gamma[c] * self.inv_std[c];
+                (scale, beta[c] - self.mean[c] * scale)
+            })
+            .collect()
+    }
+
+    /// The gradient through the ReLU: `dy` where the forward output was positive, else 0.
+    /// The output is recomputed from x exactly as the forward did (same f32 operations), so
+    /// the backward reads two arrays instead of three. Branch-free so loops vectorise.
+    #[inline(always)]
+    fn through_relu(relu: bool, dy: f32, x: f32, (scale, shift): (f32, f32)) -> f32 {
+        let keep = !relu | (x * scale + shift > 0.0);
+        if keep { dy } else { 0.0 }
+    }
+
+    /// `(sum g, sum g * (x - mean))` over one plane, in eight lanes so it vectorises.
     #[inline]
-    fn through_relu(&self, dy: f32, y: f32) -> f32 {
-        if !self.relu || y > 0.0 { dy } else { 0.0 }
+    fn plane_sums(&self, x: &[f32], dy: &[f32], channel: usize, affine: (f32, f32)) -> (f32, f32) {
+        let (relu, mean) = (self.relu, self.mean[channel]);
+        let (mut sums, mut centered) = ([0.0f32; 8], [0.0f32; 8]);
+        let (x_chunks, dy_chunks) = (x.chunks_exact(8), dy.chunks_exact(8));
+        let (x_rest, dy_rest) = (x_chunks.remainder(), dy_chunks.remainder());
+        for (x, dy) in x_chunks.zip(dy_chunks) {
+            for lane in 0..8 {
+                let g = Self::through_relu(relu, dy[lane], x[lane], affine);
+                sums[lane] += g;
+                centered[lane] += g * (x[lane] - mean);
+            }
+        }
+        for (&x, &dy) in x_rest.iter().zip(dy_rest) {
+            let g = Self::through_relu(relu, dy, x, affine);
+            sums[0] += g;
+            centered[0] += g * (x - mean);
+        }
+        (sums.iter().sum(), centered.iter().sum())
     }
 
     /// With `g = dy` masked by the ReLU and `xhat = (x - mean) * inv_std`:
     /// `dbeta = sum g`, `dgamma = sum g * xhat`,
     /// `dx = gamma * inv_std * (g - dbeta / m - xhat * dgamma / m)` with m values per channel.
-    fn gradients(&self, inputs: Inputs<'_>, need_dx: bool) -> candle_core::Result<Gradients> {
+    fn gradients(
+        &self,
+        x: &[f32],
+        dy: &[f32],
+        gamma: &[f32],
+        affine: &[(f32, f32)],
+        need_dx: bool,
+    ) -> candle_core::Result<Gradients> {
         let sizes = self.sizes;
-        let Inputs { x, y, dy, gamma } = inputs;
-        if x.len() != dy.len() || y.len() != dy.len() {
+        if x.len() != dy.len() {
             let message = format!("dy has {} values, x has {}", dy.len(), x.len());
             return Err(KernelError::BadParameter { op: NAME, message }.into());
         }
@@ -257,18 +284,9 @@ impl BatchNorm {
         let (dbeta, dgamma): (Vec<f32>, Vec<f32>) = (0..sizes.channels)
             .into_par_iter()
             .map(|c| {
-                let planes = sizes
-                    .planes(x, c)
-                    .zip(sizes.planes(y, c))
-                    .zip(sizes.planes(dy, c));
                 let (mut sum, mut sum_centered) = (0.0f64, 0.0f64);
-                for ((x, y), dy) in planes {
-                    let (mut plane_sum, mut plane_centered) = (0.0f32, 0.0f32);
-                    for ((&x, &y), &dy) in x.iter().zip(y).zip(dy) {
-                        let g = self.through_relu(dy, y);
-                        plane_sum += g;
-                        plane_centered += g * (x - self.mean[c]);
-                    }
+                for (x, dy) in sizes.planes(x, c).zip(sizes.planes(dy, c)) {
+                    let (plane_sum, plane_centered) = self.plane_sums(x, dy, c, affine[c]);
                     sum += plane_sum as f64;
                     sum_centered += plane_centered as f64;
                 }
@@ -281,20 +299,20 @@ impl BatchNorm {
             let sample_len = sizes.channels * sizes.spatial;
             let mut dx = vec![0.0f32; x.len()];
             dx.par_chunks_mut(sample_len)
-                .zip(x.par_chunks(sample_len))
-                .zip(y.par_chunks(sample_len).zip(dy.par_chunks(sample_len)))
-                .for_each(|((dx, x), (y, dy))| {
-                    for c in 0..sizes.channels {
-                        let plane = c * sizes.spatial..(c + 1) * sizes.spatial;
+                .zip(x.par_chunks(sample_len).zip(dy.par_chunks(sample_len)))
+                .for_each(|(dx, (x, dy))| {
+                    let planes = dx.chunks_exact_mut(sizes.spatial).zip(
+                        x.chunks_exact(sizes.spatial)
+                            .zip(dy.chunks_exact(sizes.spatial)),
+                    );
+                    for (c, (dx, (x, dy))) in planes.enumerate() {
                         let (mean, inv_std) = (self.mean[c], self.inv_std[c]);
                         let outer = gamma[c] * inv_std;
                         let mean_g = dbeta[c] / count;
                         let slope = inv_std * dgamma[c] / count;
-                        let values = dx[plane.clone()].iter_mut().zip(&x[plane.clone()]);
-                        for ((dx, &x), (&y, &dy)) in
-                            values.zip(y[plane.clone()].iter().zip(&dy[plane.clone()]))
-                        {
-                            let g = self.through_relu(dy, y);
+                        let (relu, affine) = (self.relu, affine[c]);
+                        for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                            let g = Self::through_relu(relu, dy, x, affine);
                             *dx = outer * (g - mean_g - (x - mean) * slope);
                         }
                     }
