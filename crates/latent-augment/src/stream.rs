@@ -116,7 +116,8 @@ pub fn stream_schema(
     schema::views_schema(augmenter.channels(), augmenter.size(), metadata)
 }
 
-/// One chunk of work: images `order[positions]` of one epoch.
+/// One chunk of work: the images (indices into the table) of one record batch, in stream
+/// order.
 struct Job {
     sequence: u64,
     epoch: u32,
