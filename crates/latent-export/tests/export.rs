@@ -94,6 +94,7 @@ fn train_tiny_model(dir: &Path) -> std::path::PathBuf {
             out: out.clone(),
             config,
             epochs_cap: None,
+            resume: false,
         },
     )
     .unwrap();

@@ -8,8 +8,10 @@
 //!   PyTorch `state_dict` tensor names;
 //! * [`loss`]: NT-Xent and the positive top-1 accuracy;
 //! * [`optim`]: AdamW and the learning-rate schedule;
+//! * [`checkpoint`]: saving and resuming a run;
 //! * [`run`]: the training loop and the run's output files.
 
+pub mod checkpoint;
 pub mod error;
 pub mod loss;
 pub mod model;

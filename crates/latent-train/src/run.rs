@@ -10,16 +10,18 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
-use arrow::array::{Float64Array, RecordBatch, UInt32Array, UInt64Array};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::array::{AsArray, Float64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type, UInt64Type};
 use candle_core::{Device, Tensor};
 use latent_core::atomic::{self, AtomicFile};
 use latent_core::config::{AugmentConfig, PipelineConfig};
 use latent_core::schema;
 use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tracing::{debug, info, info_span, warn};
 
+use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::loss::{nt_xent, positive_top1};
 use crate::model::{Architecture, Backend, HeadKind, SimclrModel};
@@ -43,6 +45,8 @@ pub struct TrainOptions {
     pub config: PipelineConfig,
     /// Stop after this many epochs of the stream even if it holds more.
     pub epochs_cap: Option<u32>,
+    /// Continue from the checkpoint in `out` (the stream must be the same one again).
+    pub resume: bool,
 }
 
 /// The numbers `summary.json` holds.
@@ -160,12 +164,16 @@ fn planned_steps(info: &ViewsInfo, batch_size: usize, epochs_cap: Option<u32>) -
 }
 
 /// Reads the views stream on its own thread; the receiver yields training batches.
-fn spawn_reader(stream: ViewsStream, batch_size: usize) -> Receiver<Result<ViewBatch>> {
+fn spawn_reader(
+    stream: ViewsStream,
+    batch_size: usize,
+    skip_rows: u64,
+) -> Receiver<Result<ViewBatch>> {
     let (sender, receiver) = sync_channel(2);
     std::thread::Builder::new()
         .name("views-reader".into())
         .spawn(move || {
-            for batch in stream.batches(batch_size) {
+            for batch in stream.batches_after(batch_size, skip_rows) {
                 let failed = batch.is_err();
                 if sender.send(batch).is_err() || failed {
                     break;
@@ -233,12 +241,33 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     let settings = parse_settings(config, &info)?;
 
     let seed = config.run.seed;
-    let mut model = SimclrModel::new(settings.arch, seed)?;
     let adamw = AdamWParams {
         weight_decay: train_config.weight_decay,
         ..Default::default()
     };
-    let mut optimizer = AdamW::new(model.trainable(), adamw)?;
+    let checkpoint_path = options.out.join(checkpoint::FILE);
+    let (mut model, mut optimizer, position, mut steps) = if options.resume {
+        let (model, optimizer, position) =
+            checkpoint::load(&checkpoint_path, settings.arch, adamw)?;
+        let mut steps = read_steps(&options.out.join(files::STEPS))?;
+        steps.truncate(position.steps as usize);
+        info!(
+            steps = position.steps,
+            rows_skipped = position.rows_consumed,
+            "resuming from {}",
+            checkpoint_path.display()
+        );
+        (model, optimizer, position, steps)
+    } else {
+        let model = SimclrModel::new(settings.arch, seed)?;
+        let optimizer = AdamW::new(model.trainable(), adamw)?;
+        (
+            model,
+            optimizer,
+            checkpoint::Position::default(),
+            Vec::new(),
+        )
+    };
 
     let planned = planned_steps(&info, train_config.batch_size, options.epochs_cap);
     let time_cap = (train_config.max_minutes > 0.0)
@@ -253,15 +282,16 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         "training SimCLR on small-cnn"
     );
 
-    let receiver = spawn_reader(stream, train_config.batch_size);
+    let receiver = spawn_reader(stream, train_config.batch_size, position.rows_consumed);
     let bar = latent_core::logging::progress_bar(planned.unwrap_or(0), "train");
+    bar.set_position(steps.len() as u64);
     let started = Instant::now();
     let mut timings = Timings::default();
-    let mut steps: Vec<StepRecord> = Vec::new();
     let mut tally = EpochTally::default();
-    let mut first_epoch = None;
+    let mut first_epoch = position.first_epoch;
     let mut epochs_done = 0u32;
-    let mut images_seen = 0u64;
+    let mut images_seen = position.images_seen;
+    let mut rows_consumed = position.rows_consumed;
     let mut last_epoch_loss = None;
     let stopped_by;
 
@@ -300,6 +330,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
             epochs_done = batch.epoch - first + 1;
         }
         let images = batch.ids.len();
+        rows_consumed += images as u64;
         if images < 2 {
             debug!(epoch = batch.epoch, "skipping a last batch of one image");
             continue;
@@ -338,6 +369,24 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         tally.images += images as u64;
         steps.push(record);
         bar.inc(1);
+
+        let every = train_config.checkpoint_every as u64;
+        if every > 0 && steps.len() as u64 % every == 0 {
+            let _span = info_span!("checkpoint").entered();
+            let position = checkpoint::Position {
+                steps: steps.len() as u64,
+                rows_consumed,
+                images_seen,
+                first_epoch,
+            };
+            checkpoint::save(&checkpoint_path, &model, &optimizer, position)?;
+            let steps_path = options.out.join(files::STEPS);
+            write_steps(&steps_path, &steps).map_err(|e| TrainError::Write {
+                path: steps_path.clone(),
+                source: e,
+            })?;
+            debug!(step = steps.len(), "wrote a checkpoint");
+        }
     }
     drop(receiver);
     last_epoch_loss = tally.finish().or(last_epoch_loss);
@@ -378,6 +427,13 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     );
 
     write_outputs(&options.out, &model, config, &info, &summary, &steps)?;
+    let position = checkpoint::Position {
+        steps: steps.len() as u64,
+        rows_consumed,
+        images_seen,
+        first_epoch,
+    };
+    checkpoint::save(&checkpoint_path, &model, &optimizer, position)?;
     info!(out = %options.out.display(), "wrote model.safetensors, config.toml, steps.parquet, summary.json");
     Ok(summary)
 }
@@ -519,6 +575,66 @@ fn write_steps(
     writer.close()?;
     file.commit()?;
     Ok(())
+}
+
+/// Reads `steps.parquet` back (to continue it when resuming).
+pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
+    let arrow_err = |e: arrow::error::ArrowError| TrainError::Arrow {
+        input: path.display().to_string(),
+        source: e,
+    };
+    let file = std::fs::File::open(path)
+        .map_err(|e| latent_core::Error::io(path, "opening the steps table", e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| {
+        latent_core::Error::Parquet {
+            path: path.to_path_buf(),
+            source: e,
+        }
+    })?;
+    schema::check_columns(path, "steps table", &steps_schema(), builder.schema())?;
+    let reader = builder.build().map_err(|e| latent_core::Error::Parquet {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+
+    let mut out = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(arrow_err)?;
+        let float = |name: &str| {
+            batch
+                .column_by_name(name)
+                .expect("checked")
+                .as_primitive::<Float64Type>()
+                .clone()
+        };
+        let step = batch
+            .column_by_name("step")
+            .expect("checked")
+            .as_primitive::<UInt64Type>()
+            .clone();
+        let epoch = batch
+            .column_by_name("epoch")
+            .expect("checked")
+            .as_primitive::<UInt32Type>()
+            .clone();
+        let (loss, lr, top1, speed) = (
+            float("loss"),
+            float("lr"),
+            float("positive_top1"),
+            float("images_per_s"),
+        );
+        for row in 0..batch.num_rows() {
+            out.push(StepRecord {
+                step: step.value(row),
+                epoch: epoch.value(row),
+                loss: loss.value(row),
+                lr: lr.value(row),
+                positive_top1: top1.value(row),
+                images_per_s: speed.value(row),
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// A trained model read back from its folder, with the config it was trained under.

@@ -93,9 +93,16 @@ impl ViewsStream {
     /// Splits the stream into training batches of at most `batch_size` images, never
     /// mixing epochs. Errors (malformed or truncated stream) end the iteration.
     pub fn batches(self, batch_size: usize) -> Batches {
+        self.batches_after(batch_size, 0)
+    }
+
+    /// Like [`ViewsStream::batches`], after skipping the first `skip_rows` rows (the
+    /// part of the stream a resumed run has already trained on).
+    pub fn batches_after(self, batch_size: usize, skip_rows: u64) -> Batches {
         Batches {
             stream: self,
             batch_size,
+            skip_rows,
             pending: None,
             ready: VecDeque::new(),
             rows_seen: 0,
@@ -164,6 +171,7 @@ fn check_schema(name: &str, found: &arrow::datatypes::Schema) -> Result<ViewsInf
 pub struct Batches {
     stream: ViewsStream,
     batch_size: usize,
+    skip_rows: u64,
     pending: Option<ViewBatch>,
     ready: VecDeque<ViewBatch>,
     rows_seen: u64,
@@ -193,6 +201,11 @@ impl Batches {
         let per_view = view1.value_length() as usize;
 
         for row in 0..batch.num_rows() {
+            if self.skip_rows > 0 {
+                self.skip_rows -= 1;
+                self.rows_seen += 1;
+                continue;
+            }
             let epoch = epochs.value(row);
             if let Some(p) = &self.pending {
                 if epoch < p.epoch {

@@ -61,6 +61,7 @@ fn options(out: &Path, config: PipelineConfig) -> TrainOptions {
         out: out.to_path_buf(),
         config,
         epochs_cap: None,
+        resume: false,
     }
 }
 
@@ -292,4 +293,52 @@ fn the_binary_reads_views_from_stdin() {
         !bad.status.success() && stderr.contains("x.toml"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_resumed_run_ends_where_an_uninterrupted_one_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(3, 6));
+    let config = tiny_config(3, 1e-2);
+
+    let whole = dir.path().join("whole");
+    let summary = train(&views, &options(&whole, config.clone())).unwrap();
+    assert_eq!(summary.steps, 6);
+
+    let split = dir.path().join("split");
+    let mut first = options(&split, config.clone());
+    first.epochs_cap = Some(1);
+    assert_eq!(train(&views, &first).unwrap().steps, 2);
+    // Another seed: were the checkpoint ignored, the weights would start elsewhere.
+    let mut other_seed = config;
+    other_seed.run.seed = 99;
+    let mut rest = options(&split, other_seed);
+    rest.resume = true;
+    let resumed = train(&views, &rest).unwrap();
+    assert_eq!((resumed.steps, resumed.images_seen), (6, 18));
+
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(weights(&whole) == weights(&split), "resumed weights differ");
+    let losses = |dir: &Path| -> Vec<f64> {
+        let steps = read_steps(&dir.join("steps.parquet"));
+        steps
+            .column_by_name("loss")
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec()
+    };
+    assert_eq!(losses(&whole), losses(&split));
+}
+
+#[test]
+fn resume_without_a_checkpoint_names_the_missing_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(1, 4));
+    let mut opts = options(&dir.path().join("empty"), tiny_config(4, 1e-3));
+    opts.resume = true;
+    let err = format!("{:#}", train(&views, &opts).unwrap_err());
+    assert!(err.contains("checkpoint.safetensors"), "{err}");
 }

@@ -14,7 +14,9 @@ use latent_train::{TrainOptions, train};
 /// Reads an Arrow IPC views stream (a file, or `-` for stdin so that `latent-augment |
 /// latent-train` works) and writes to --out: model.safetensors (encoder, head and
 /// batch-norm statistics, PyTorch state_dict names), config.toml (the config used),
-/// steps.parquet (loss, lr, positive top-1 and speed per step) and summary.json.
+/// steps.parquet (loss, lr, positive top-1 and speed per step), summary.json and
+/// checkpoint.safetensors (model + AdamW state + stream position, for --resume; also
+/// every `[train] checkpoint_every` steps).
 #[derive(Debug, Parser)]
 #[command(
     version,
@@ -45,6 +47,11 @@ struct Args {
     #[arg(long)]
     seed: Option<u64>,
 
+    /// Continue the run in --out from its checkpoint.safetensors (model, optimiser state
+    /// and position in the stream); give it the same views stream again.
+    #[arg(long)]
+    resume: bool,
+
     /// Use candle's own convolution and batch norm instead of latent-kernels
     /// (overrides `[train] fast_kernels`).
     #[arg(long)]
@@ -74,6 +81,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         out: args.out.clone(),
         config,
         epochs_cap: args.epochs_cap,
+        resume: args.resume,
     };
     train(&args.views, &options).with_context(|| {
         format!(
