@@ -124,9 +124,8 @@ fn lloyd(x: &Matrix, k: usize, max_iter: usize, seed: u64, restart: u64) -> (f64
         inertia = 0.0;
         for r in 0..x.rows {
             let (mut best, mut best_distance) = (0, f64::INFINITY);
-            for c in 0..k {
-                let d =
-                    squared_norms[r] - 2.0 * f64::from(products.data[r * k + c]) + centre_norms[c];
+            for (c, centre_norm) in centre_norms.iter().enumerate() {
+                let d = squared_norms[r] - 2.0 * f64::from(products.data[r * k + c]) + centre_norm;
                 if d < best_distance {
                     best = c;
                     best_distance = d;
@@ -143,8 +142,8 @@ fn lloyd(x: &Matrix, k: usize, max_iter: usize, seed: u64, restart: u64) -> (f64
         // New centres: means of their rows; an emptied cluster keeps its old centre.
         let mut sums = vec![0.0f64; k * x.cols];
         let mut counts = vec![0usize; k];
-        for r in 0..x.rows {
-            let c = assignment[r] as usize;
+        for (r, &cluster) in assignment.iter().enumerate() {
+            let c = cluster as usize;
             counts[c] += 1;
             for (s, v) in sums[c * x.cols..(c + 1) * x.cols].iter_mut().zip(x.row(r)) {
                 *s += f64::from(*v);

@@ -175,7 +175,7 @@ pub fn linear_probe(
             let rows = stratified_subset(train_labels, fraction, settings.run_seed, seed);
             let x = train.select_rows(&rows);
             let y: Vec<i32> = rows.iter().map(|&r| train_labels[r]).collect();
-            let (c, cv_accuracy, cv_converged) = choose_c(&x, &y, seed, settings);
+            let (c, cv_accuracy, cv_converged) = choose_c(&x, &y, seed, settings, threads_per_fit);
 
             let fit_settings = FitSettings {
                 threads: threads_per_fit,
@@ -230,11 +230,15 @@ fn fit_settings(c: f64, settings: &ProbeSettings) -> FitSettings {
 ///
 /// Returns the chosen `C`, the mean accuracy per `C` (empty if not searched) and whether
 /// every fit converged. A class with fewer rows than folds gets the fallback `C`.
+///
+/// `threads` is what each fold's products may use; with more than one, the pool balances
+/// the folds (3 folds on 2 cores would otherwise leave one core idle for the last).
 pub fn choose_c(
     x: &Matrix,
     labels: &[i32],
     seed: u64,
     settings: &ProbeSettings,
+    threads: usize,
 ) -> (f64, Vec<f64>, bool) {
     let smallest_class = rows_by_class(labels)
         .iter()
@@ -255,7 +259,7 @@ pub fn choose_c(
             let check_labels: Vec<i32> = check_rows.iter().map(|&r| labels[r]).collect();
             let fit_x = x.select_rows(&fit_rows);
             let check_x = x.select_rows(&check_rows);
-            let (x_fit, others) = compact(&fit_x, &[&check_x], 1);
+            let (x_fit, others) = compact(&fit_x, &[&check_x], threads);
 
             let mut model: Option<LogisticModel> = None;
             let mut converged = true;
@@ -264,11 +268,22 @@ pub fn choose_c(
                 let next = fit(
                     &x_fit,
                     &fit_labels,
-                    fit_settings(c, settings),
+                    FitSettings {
+                        threads,
+                        ..fit_settings(c, settings)
+                    },
                     model.as_ref(),
                 );
                 converged &= next.converged;
-                scores.push(accuracy(&next.predict(&others[0], 1), &check_labels));
+                scores.push(accuracy(&next.predict(&others[0], threads), &check_labels));
+                tracing::debug!(
+                    "subset seed {seed} fold {fold}: C {c}, {} rows of dimension {}, {} \
+                     iterations, held-out accuracy {:.4}",
+                    x_fit.rows,
+                    x_fit.cols,
+                    next.iterations,
+                    scores.last().expect("just pushed")
+                );
                 model = Some(next);
             }
             (scores, converged)

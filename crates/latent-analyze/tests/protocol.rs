@@ -190,7 +190,7 @@ fn stratified_subsets_take_rounded_class_shares_with_at_least_one() {
 
 #[test]
 fn stratified_folds_share_every_class_evenly() {
-    let labels: Vec<i32> = (0..30).map(|i| (i % 3) as i32).collect();
+    let labels: Vec<i32> = (0..30).map(|i| i % 3).collect();
     let folds = stratified_folds(&labels, 3, 0, 0);
     for fold in 0..3 {
         for class in 0..3 {
