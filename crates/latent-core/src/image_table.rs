@@ -98,6 +98,10 @@ pub fn table_files(path: &Path) -> Result<Vec<PathBuf>> {
                 && !p
                     .file_name()
                     .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                // `ingest --shard` writes each shard's rejects table beside it.
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().ends_with(".rejects.parquet"))
         })
         .collect();
     files.sort();

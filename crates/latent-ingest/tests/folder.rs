@@ -249,6 +249,11 @@ fn shards_together_hold_the_whole_table_with_its_ids() {
     }
     parts.sort_by_key(|r| r.id);
     assert_eq!(parts, read_rows(&whole).0);
+
+    // The shard folder reads as one table; the rejects tables beside the shards are skipped.
+    assert!(dir.path().join("shards/0.rejects.parquet").exists());
+    let table = latent_core::image_table::read_image_table(&dir.path().join("shards")).unwrap();
+    assert_eq!(table.records.len(), 7);
 }
 
 #[test]
