@@ -8,11 +8,12 @@ use latent_analyze::{AnalyzeOptions, run};
 use latent_core::config::PipelineConfig;
 use latent_core::logging::{self, Verbosity};
 
-/// Scores latent spaces: linear probes (1/10/100% labels) and kNN on the test split, with
-/// the raw pixels of the image table as the first baseline.
+/// Scores latent spaces: linear probes (1/10/100% labels), kNN and k-means on the test
+/// split, with the raw pixels of the image table as the first baseline.
 ///
 /// Reads the image table (--images) and each latent table (--latent NAME=PATH); writes
-/// report.json and report.md into --out. Input files are only read.
+/// report.json and report.md into --out. Input files are only read. Rows without a label,
+/// or in a split other than train and test, are left out (and counted in the report).
 #[derive(Debug, Parser)]
 #[command(
     name = "latent-analyze",
