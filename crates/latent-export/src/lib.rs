@@ -78,7 +78,10 @@ pub enum ModelSource {
     Trained(PathBuf),
     /// An untrained encoder (seeded PyTorch-default init) with batch-norm statistics
     /// calibrated on the train split; `config` gives the width and the normalisation.
-    RandomInit { seed: u64, config: PipelineConfig },
+    RandomInit {
+        seed: u64,
+        config: Box<PipelineConfig>,
+    },
 }
 
 /// What to export, from where, to where.
@@ -228,7 +231,7 @@ pub fn prepare_encoder(
                 batch,
                 backend,
             )?;
-            let mut config = config.clone();
+            let mut config = (**config).clone();
             config.run.seed = *seed;
             info!(
                 seed,

@@ -218,7 +218,7 @@ fn random_init_export_is_seeded_and_calibrated() {
             out: out.clone(),
             source: ModelSource::RandomInit {
                 seed,
-                config: config.clone(),
+                config: Box::new(config.clone()),
             },
             batch_size: None,
             row_group: None,
@@ -259,7 +259,7 @@ fn views_stream_given_as_images_is_refused() {
         out: dir.path().join("latent.parquet"),
         source: ModelSource::RandomInit {
             seed: 0,
-            config: PipelineConfig::default(),
+            config: Box::default(),
         },
         batch_size: None,
         row_group: None,
@@ -286,7 +286,7 @@ fn latent_table_given_as_images_is_refused() {
         out: out.to_path_buf(),
         source: ModelSource::RandomInit {
             seed: 0,
-            config: config.clone(),
+            config: Box::new(config.clone()),
         },
         batch_size: None,
         row_group: None,

@@ -371,7 +371,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         bar.inc(1);
 
         let every = train_config.checkpoint_every as u64;
-        if every > 0 && steps.len() as u64 % every == 0 {
+        if every > 0 && (steps.len() as u64).is_multiple_of(every) {
             let _span = info_span!("checkpoint").entered();
             let position = checkpoint::Position {
                 steps: steps.len() as u64,

@@ -262,7 +262,7 @@ impl Batches {
 fn row_values(list: &FixedSizeListArray, row: usize) -> &[f32] {
     let values: &Float32Array = list.values().as_primitive::<Float32Type>();
     let len = list.value_length() as usize;
-    let start = list.value_offset_at(row) as usize;
+    let start = list.value_offset_at(row);
     &values.values()[start..start + len]
 }
 
@@ -295,6 +295,9 @@ impl Iterator for Batches {
     }
 }
 
+/// One row of a views stream: (epoch, id, view1, view2).
+pub type ViewRow = (u32, i64, Vec<f32>, Vec<f32>);
+
 /// Writes a views stream with the given rows: a helper for tests and examples.
 ///
 /// `rows` are `(epoch, id, view1, view2)`; every view must hold `channels*size*size`
@@ -303,7 +306,7 @@ pub fn write_views_stream<W: Write>(
     writer: W,
     channels: usize,
     size: usize,
-    rows: &[(u32, i64, Vec<f32>, Vec<f32>)],
+    rows: &[ViewRow],
     chunk: usize,
 ) -> Result<()> {
     let epochs = rows.iter().map(|r| r.0).max().map_or(0, |e| e + 1);
@@ -326,7 +329,7 @@ pub fn write_views_stream<W: Write>(
     let mut out = StreamWriter::try_new(writer, &schema).map_err(arrow_err)?;
     let per_view = (channels * size * size) as i32;
     for part in rows.chunks(chunk.max(1)) {
-        let list = |pick: fn(&(u32, i64, Vec<f32>, Vec<f32>)) -> &Vec<f32>| {
+        let list = |pick: fn(&ViewRow) -> &Vec<f32>| {
             let values: Vec<f32> = part.iter().flat_map(|r| pick(r).iter().copied()).collect();
             FixedSizeListArray::try_new(
                 std::sync::Arc::new(arrow::datatypes::Field::new(

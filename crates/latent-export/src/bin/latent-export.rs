@@ -66,7 +66,10 @@ fn run(args: Args) -> anyhow::Result<()> {
                 None => PipelineConfig::default(),
             };
             let seed = args.seed.unwrap_or(config.run.seed);
-            ModelSource::RandomInit { seed, config }
+            ModelSource::RandomInit {
+                seed,
+                config: Box::new(config),
+            }
         }
     };
     let options = ExportOptions {
