@@ -49,10 +49,15 @@ pub enum SourceFormat {
     /// CIFAR batches, otherwise an image folder.
     #[default]
     Auto,
+    /// `<root>/<class>/<image>`, optionally under `train/`, `test/` and `val/`.
     Folder,
+    /// An uncompressed tar of such a folder, streamed without extracting.
     Tar,
+    /// `<prefix>-images-idx3-ubyte[.gz]` with `<prefix>-labels-idx1-ubyte[.gz]`.
     Idx,
+    /// CIFAR-10 or CIFAR-100 binary batches with their class-name file.
     Cifar,
+    /// An image table; ids, labels and splits are kept.
     Parquet,
 }
 
@@ -247,9 +252,7 @@ struct Policy {
 
 fn process(job: Job, policy: Policy) -> Outcome {
     let decoded = match job.input {
-        Input::Path(path) => std::fs::read(&path)
-            .map_err(|e| Rejection::new(Reason::Unreadable, e.to_string()))
-            .and_then(|bytes| decode::decode_image(&bytes)),
+        Input::Path(path) => decode_file(&path),
         Input::Bytes(bytes) => decode::decode_image(&bytes),
         Input::Pixels(pixels) => Ok(pixels),
         Input::Rejected(rejection) => Err(rejection),
@@ -274,6 +277,22 @@ fn process(job: Job, policy: Policy) -> Outcome {
             detail: rejection.detail,
         }),
     }
+}
+
+thread_local! {
+    /// File bytes are read into one reused buffer per decoding thread: no allocation and
+    /// no size query per file.
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn decode_file(path: &Path) -> Result<Pixels, Rejection> {
+    READ_BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        std::fs::File::open(path)
+            .and_then(|mut file| std::io::Read::read_to_end(&mut file, buffer))
+            .map_err(|e| Rejection::new(Reason::Unreadable, e.to_string()))?;
+        decode::decode_image(buffer)
+    })
 }
 
 /// The sequential end of the pipeline: dedupes, counts, writes.

@@ -21,6 +21,11 @@ or an existing image table (.parquet; its ids and splits are kept).
 Writes: the image table (--out) and the rejects table (path, reason, detail), which is
 <out stem>.rejects.parquet beside --out unless --rejects is given. Both appear only when
 complete. Without split folders, --test-fraction of each class is held out as test.
+Ids are positions in the sorted list of files, so they are stable across runs and shards.
+
+Limits: hidden files and folders nested inside a class folder are skipped (with a
+warning); duplicates are found within one run, so within one shard only; a broken file is
+a row of the rejects table, never an error.
 
 Examples:
   latent-ingest data/cifar10-small --out runs/a/images.parquet
