@@ -16,7 +16,9 @@ use clap::Parser;
                   data, forward / backward-input / backward-weight (conv) and forward / \
                   backward (batch norm + ReLU), candle's stock ops next to latent-kernels'. \
                   Reads nothing; prints a Markdown table on stdout: median wall ms, with the \
-                  CPU ms of all threads in brackets, and GFLOP/s from wall time.",
+                  CPU ms of all threads in brackets, and GFLOP/s from wall time (and per \
+                  CPU-second in brackets). Also times k4 s2 p1 transposed convolutions of an \
+                  assumed decoder.",
     after_help = "Example:\n  cargo run --release -p latent-kernels --example layers -- --reps 5\n  \
                   RAYON_NUM_THREADS=1 cargo run --release -p latent-kernels --example layers"
 )]
@@ -77,13 +79,17 @@ const CONV_LAYERS: [ConvLayer; 4] = [
 /// Batch-norm inputs after each conv: (channels, side).
 const NORM_LAYERS: [(usize, usize); 4] = [(32, 32), (64, 16), (128, 8), (256, 4)];
 
+/// Upsampling layers of a decoder mirroring small-cnn (in channels, out channels, input
+/// side); assumed shapes, for the transposed convolution's timings.
+const DECODER_LAYERS: [(usize, usize, usize); 3] = [(256, 128, 4), (128, 64, 8), (64, 32, 16)];
+
 const PADDING: usize = 1;
 const EPS: f64 = 1e-5;
 
 fn main() -> candle_core::Result<()> {
     let args = Args::parse();
     println!(
-        "| layer | pass | candle ms (cpu ms) | ours ms (cpu ms) | candle GFLOP/s | ours GFLOP/s | speed-up |"
+        "| layer | pass | candle ms (cpu ms) | ours ms (cpu ms) | candle GFLOP/s (per CPU-s) | ours GFLOP/s (per CPU-s) | speed-up |"
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
 
@@ -93,6 +99,42 @@ fn main() -> candle_core::Result<()> {
     for (channels, side) in NORM_LAYERS {
         time_batch_norm(channels, side, &args)?;
     }
+    for (in_channels, out_channels, side) in DECODER_LAYERS {
+        time_conv_transpose(in_channels, out_channels, side, &args)?;
+    }
+    Ok(())
+}
+
+fn time_conv_transpose(
+    in_channels: usize,
+    out_channels: usize,
+    side: usize,
+    args: &Args,
+) -> candle_core::Result<()> {
+    let device = Device::Cpu;
+    let x_dims = [args.batch, in_channels, side, side];
+    let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, x_dims.as_slice(), &device)?)?;
+    let w_dims = [in_channels, out_channels, 4, 4];
+    let w = Var::from_tensor(&Tensor::randn(0f32, 0.1, w_dims.as_slice(), &device)?)?;
+    // The same multiply-adds as the convolution it is the input gradient of.
+    let conv_input = [args.batch, out_channels, 2 * side, 2 * side];
+    let conv_weight = [in_channels, out_channels, 4, 4];
+    let flops = 2.0 * latent_kernels::conv2d_multiply_adds(&conv_input, &conv_weight, 2, 1)? as f64;
+    let name = format!("convT {in_channels}->{out_channels} k4s2p1 @{side}");
+
+    let stock_forward = || x.conv_transpose2d(&w, 1, 0, 2, 1);
+    let our_forward = || latent_kernels::conv_transpose2d(&x, &w, 2, 1);
+    report(
+        &name,
+        "forward",
+        measure(args, stock_forward, our_forward)?,
+        Some(flops),
+    );
+
+    // Backward from y with a ones gradient: dx and dw, twice the forward's work.
+    let (stock_y, our_y) = (stock_forward()?, our_forward()?);
+    let backward = measure(args, || stock_y.backward(), || our_y.backward())?;
+    report(&name, "bwd input+weight", backward, Some(2.0 * flops));
     Ok(())
 }
 
@@ -242,8 +284,13 @@ fn median(timings: &[Timing]) -> Timing {
 }
 
 fn report(layer: &str, pass: &str, (stock, ours): (Option<Timing>, Timing), flops: Option<f64>) {
-    let gflops =
-        |t: Timing| flops.map_or("-".to_string(), |f| format!("{:.1}", f / t.wall_ms / 1e6));
+    let gflops = |t: Timing| {
+        let per_second = |ms: f64| flops.map(|f| f / ms / 1e6);
+        match (per_second(t.wall_ms), per_second(t.cpu_ms)) {
+            (Some(wall), Some(cpu)) => format!("{wall:.1} ({cpu:.1})"),
+            _ => "-".to_string(),
+        }
+    };
     let ms = |t: Timing| format!("{:.1} ({:.0})", t.wall_ms, t.cpu_ms);
     let dash = || "-".to_string();
     let speed_up = stock.map_or_else(dash, |s| format!("{:.1}x", s.wall_ms / ours.wall_ms));

@@ -29,7 +29,7 @@ pub fn batch_norm_train(
     relu: bool,
 ) -> candle_core::Result<(Tensor, Tensor, Tensor)> {
     let sizes = ChannelSizes::of(x.dims(), gamma.dims(), beta.dims())?;
-    if !(eps >= 0.0) {
+    if eps.is_nan() || eps < 0.0 {
         let message = format!("eps must be zero or positive, found {eps}");
         return Err(KernelError::BadParameter { op: NAME, message }.into());
     }
