@@ -129,6 +129,16 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
     );
 
     let prepared = prepare_encoder(&options.source, &table, options.batch_size)?;
+    if channels as usize != prepared.in_channels && channels != 1 {
+        return Err(ExportError::Input {
+            path: options.images.clone(),
+            expected: format!(
+                "images with {} channels (or grey ones, which are repeated), as the model was trained on",
+                prepared.in_channels
+            ),
+            found: format!("{channels} channels"),
+        });
+    }
     if prepared.config.augment.size != height || height != width {
         warn!(
             "images are {height}x{width}, the model was trained on {0}x{0} views; encoding at the images' size",

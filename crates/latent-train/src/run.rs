@@ -55,8 +55,11 @@ pub struct TrainSummary {
     pub input: String,
     pub steps: u64,
     pub epochs: u32,
+    /// Images trained on, counting the runs this one resumed.
     pub images_seen: u64,
+    /// Wall time of this invocation (a resumed run counts only its own part).
     pub wall_s: f64,
+    /// Images per second of this invocation, data waits included.
     pub images_per_s: f64,
     pub final_loss: Option<f64>,
     pub final_positive_top1: Option<f64>,
@@ -399,7 +402,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         epochs: epochs_done,
         images_seen,
         wall_s: wall,
-        images_per_s: images_seen as f64 / wall.max(1e-9),
+        images_per_s: (images_seen - position.images_seen) as f64 / wall.max(1e-9),
         final_loss: steps.last().map(|s| s.loss),
         final_positive_top1: steps.last().map(|s| s.positive_top1),
         last_epoch_loss,
