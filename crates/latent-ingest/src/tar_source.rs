@@ -13,7 +13,8 @@ use std::io::Read;
 use crate::decode::{Reason, Rejection};
 use crate::error::{IngestError, Result};
 use crate::layout::{self, Candidate, SPLIT_FOLDERS};
-use crate::{IngestOptions, Input, Job, Sink, Summary, run_pipeline};
+use crate::pipeline::{Input, Job, Sink, run_pipeline};
+use crate::{IngestOptions, Summary};
 
 /// Lists the files of the archive as candidates (the locator is the entry path).
 fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
