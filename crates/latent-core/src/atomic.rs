@@ -71,8 +71,15 @@ impl AtomicFile {
         file.sync_all()
             .map_err(|e| Error::io(&self.temp_path, "flushing to disk", e))?;
         drop(file);
-        std::fs::rename(&self.temp_path, &self.final_path)
-            .map_err(|e| Error::io(&self.final_path, "renaming the finished file into place", e))?;
+        if let Err(e) = std::fs::rename(&self.temp_path, &self.final_path) {
+            // The handle is gone, so Drop will not clean up: remove the temporary file here.
+            let _ = std::fs::remove_file(&self.temp_path);
+            return Err(Error::io(
+                &self.final_path,
+                "renaming the finished file into place",
+                e,
+            ));
+        }
         Ok(self.final_path.clone())
     }
 }

@@ -186,15 +186,16 @@ impl Sink {
         self.writer.push(row)
     }
 
-    /// Writes both tables and moves them into place together.
+    /// Writes both tables, then moves them into place: the rejects table first, so that
+    /// the image table (what the next stage trusts) only appears once everything else has.
     fn finish(self, options: &IngestOptions) -> Result<Summary> {
         self.progress.finish_and_clear();
         let mut summary = self.summary;
         let images = self.writer.finish()?;
         let rejects_path = options.rejects_path();
         let rejects = writer::write_rejects(&rejects_path, &self.rejects, options.codec)?;
-        summary.out = images.commit()?;
         summary.rejects = rejects.commit()?;
+        summary.out = images.commit()?;
         Ok(summary)
     }
 }

@@ -192,6 +192,27 @@ fn failed_run_leaves_no_output_files() {
 }
 
 #[test]
+fn rejects_table_that_cannot_be_written_leaves_no_image_table_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("src");
+    write_png(&root.join("a/0.png"), 1);
+    let out_dir = dir.path().join("out");
+    // A non-empty folder where the rejects table should go: the final rename fails.
+    std::fs::create_dir_all(out_dir.join("r.parquet/x")).unwrap();
+    let mut opts = options(&root, &out_dir.join("images.parquet"));
+    opts.rejects = Some(out_dir.join("r.parquet"));
+
+    let err = ingest(&opts).unwrap_err().to_string();
+
+    assert!(err.contains("r.parquet"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["r.parquet"]);
+}
+
+#[test]
 fn duplicates_are_counted_and_dropped_on_request() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("src");
