@@ -186,13 +186,28 @@ pub fn detect_format(source: &Path) -> Result<SourceFormat> {
             ))
         };
     }
-    if arrays::looks_like_idx(source) {
+    if is_shard_folder(source) {
+        Ok(SourceFormat::Parquet)
+    } else if arrays::looks_like_idx(source) {
         Ok(SourceFormat::Idx)
     } else if arrays::looks_like_cifar(source) {
         Ok(SourceFormat::Cifar)
     } else {
         Ok(SourceFormat::Folder)
     }
+}
+
+/// A folder holding only `.parquet` files: the shards of an image table.
+fn is_shard_folder(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !name.starts_with('.'))
+        .collect();
+    !names.is_empty() && names.iter().all(|name| name.ends_with(".parquet"))
 }
 
 /// Runs the stage: reads `options.source`, writes the image table and the rejects table.
@@ -214,6 +229,12 @@ pub fn ingest(options: &IngestOptions) -> Result<Summary> {
     };
     summary.format = Some(format);
     summary.seconds = start.elapsed().as_secs_f64();
+    tracing::info!(
+        "{} images in {:.2} s ({:.0} images/s)",
+        summary.seen,
+        summary.seconds,
+        summary.seen as f64 / summary.seconds.max(1e-9)
+    );
     Ok(summary)
 }
 

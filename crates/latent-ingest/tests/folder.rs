@@ -275,6 +275,12 @@ fn shards_together_hold_the_whole_table_with_its_ids() {
     assert!(dir.path().join("shards/0.rejects.parquet").exists());
     let table = latent_core::image_table::read_image_table(&dir.path().join("shards")).unwrap();
     assert_eq!(table.records.len(), 7);
+
+    // And a shard folder given as a source is taken as one image table again.
+    let merged = dir.path().join("merged.parquet");
+    let summary = ingest(&options(&dir.path().join("shards"), &merged)).unwrap();
+    assert_eq!(summary.format, Some(latent_ingest::SourceFormat::Parquet));
+    assert_eq!(summary.ingested, 7);
 }
 
 #[test]
