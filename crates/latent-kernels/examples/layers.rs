@@ -34,6 +34,10 @@ struct Args {
     /// Skip candle's stock ops (they take most of the run time).
     #[arg(long)]
     ours_only: bool,
+
+    /// Time only the layers whose name contains this text (e.g. "conv1", "bn", "convT").
+    #[arg(long)]
+    only: Option<String>,
 }
 
 /// One conv layer of small-cnn: 3x3 kernel, padding 1.
@@ -93,14 +97,23 @@ fn main() -> candle_core::Result<()> {
     );
     println!("|---|---|---:|---:|---:|---:|---:|");
 
-    for layer in &CONV_LAYERS {
+    let wanted = |name: &str| {
+        args.only
+            .as_ref()
+            .is_none_or(|only| name.contains(only.as_str()))
+    };
+    for layer in CONV_LAYERS.iter().filter(|layer| wanted(layer.name)) {
         time_conv(layer, &args)?;
     }
     for (channels, side) in NORM_LAYERS {
-        time_batch_norm(channels, side, &args)?;
+        if wanted(&norm_name(channels, side)) {
+            time_batch_norm(channels, side, &args)?;
+        }
     }
     for (in_channels, out_channels, side) in DECODER_LAYERS {
-        time_conv_transpose(in_channels, out_channels, side, &args)?;
+        if wanted(&transpose_name(in_channels, out_channels, side)) {
+            time_conv_transpose(in_channels, out_channels, side, &args)?;
+        }
     }
     Ok(())
 }
@@ -120,7 +133,7 @@ fn time_conv_transpose(
     let conv_input = [args.batch, out_channels, 2 * side, 2 * side];
     let conv_weight = [in_channels, out_channels, 4, 4];
     let flops = 2.0 * latent_kernels::conv2d_multiply_adds(&conv_input, &conv_weight, 2, 1)? as f64;
-    let name = format!("convT {in_channels}->{out_channels} k4s2p1 @{side}");
+    let name = transpose_name(in_channels, out_channels, side);
 
     let stock_forward = || x.conv_transpose2d(&w, 1, 0, 2, 1);
     let our_forward = || latent_kernels::conv_transpose2d(&x, &w, 2, 1);
@@ -136,6 +149,14 @@ fn time_conv_transpose(
     let backward = measure(args, || stock_y.backward(), || our_y.backward())?;
     report(&name, "bwd input+weight", backward, Some(2.0 * flops));
     Ok(())
+}
+
+fn norm_name(channels: usize, side: usize) -> String {
+    format!("bn+relu {channels}@{side}")
+}
+
+fn transpose_name(in_channels: usize, out_channels: usize, side: usize) -> String {
+    format!("convT {in_channels}->{out_channels} k4s2p1 @{side}")
 }
 
 fn time_conv(layer: &ConvLayer, args: &Args) -> candle_core::Result<()> {
@@ -203,7 +224,7 @@ fn time_batch_norm(channels: usize, side: usize, args: &Args) -> candle_core::Re
         beta.as_tensor().clone(),
         EPS,
     )?;
-    let name = format!("bn+relu {channels}@{side}");
+    let name = norm_name(channels, side);
 
     let stock_forward = || stock.forward_train(&x)?.relu();
     let our_forward = || Ok(latent_kernels::batch_norm_train(&x, &gamma, &beta, EPS, true)?.0);
