@@ -19,7 +19,10 @@ RUNS ?= runs
 CARGO ?= cargo
 CONFIG := pipelines/$(PIPELINE).toml
 RUN := $(RUNS)/$(PIPELINE)
-BIN := target/release
+# BIN and SKIP_BUILD=1 run already-built binaries from elsewhere (e.g. a copy kept while the
+# tree is being edited).
+BIN ?= target/release
+SKIP_BUILD ?=
 CFG := $(RUN)/config
 
 .PHONY: pretrain smoke run build test bench fmt clean-runs FORCE
@@ -34,7 +37,9 @@ run: build $(RUN)/report/report.json
 	@echo "report: $(RUN)/report/report.md"
 
 build:
+ifeq ($(SKIP_BUILD),)
 	$(CARGO) build --release --workspace --bins
+endif
 
 # The slices are re-checked on every run; the binary rewrites a slice only when its content
 # changes, and Make compares the slices' modification times with the outputs'.
@@ -61,9 +66,18 @@ $(RUN)/report/report.json: $(RUN)/images.parquet $(RUN)/latent_simclr.parquet $(
 	  --steps $(RUN)/simclr/steps.parquet \
 	  --config $(CONFIG) --out $(RUN)/report
 
-test:
+# The tests read latent tables from Python too (tests/python_readers.rs), with the same
+# polars and pyarrow versions as the peers; the venv is made once.
+TEST_VENV ?= .venv-test
+
+test: $(TEST_VENV)/.ready
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
+
+$(TEST_VENV)/.ready:
+	python3 -m venv $(TEST_VENV)
+	$(TEST_VENV)/bin/python -m pip install --quiet polars==2.1.0 pyarrow==26.0.1
+	touch $@
 
 bench: build
 	bash bench/run.sh

@@ -73,23 +73,46 @@ bench_augment() { # size
 }
 
 bench_probes() {
+  # The same probes on the same latent table (the random-init encoder's): our time is the
+  # analyzer's own timing of that feature set (load, standardise, probes, kNN, k-means),
+  # the peer's its total wall time. Accuracies are printed beside, to check agreement.
   ensure_images
   local latent="$work/latent_random.parquet"
   [ -f "$latent" ] || "$bin/latent-export" "$images_table" --random-init --out "$latent" -q
-  local ours=() peer=()
+  local ours=() peer=() ours_acc peer_acc
   for _ in $(seq "$repeat"); do
-    local t0 t1
-    t0=$(now)
-    "$bin/latent-analyze" --images "$images_table" --no-raw-pixels \
-      --latent random-init="$latent" --out "$work/probe_report" -q
-    t1=$(now)
-    ours+=("$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.2f", b - a}')")
-    peer+=("$(cd "$peers" && "$py" probe_sklearn.py "$latent" 2>/dev/null | field "['total_wall_s']")")
+    "$bin/latent-analyze" --images "$images_table" --latent random-init="$latent" \
+      --out "$work/probe_report" -q
+    ours+=("$("$py" -c "import json; s=json.load(open('$work/probe_report/report.json'))['feature_sets'][1]; print(round(sum(v for v in s['timings_s'].values() if isinstance(v, (int, float))), 3))")")
+    ours_acc=$("$py" -c "import json; s=json.load(open('$work/probe_report/report.json'))['feature_sets'][1]; print(' '.join(f\"lin{p['fraction']}={100*p['mean']:.1f}\" for p in s['linear_probe']), f\"knn20={100*s['knn']['vote_accuracy']:.1f}\")")
+    local line
+    line=$(cd "$peers" && "$py" probe_sklearn.py "$latent" 2>/dev/null | tail -1)
+    peer+=("$(echo "$line" | field "['total_wall_s']")")
+    peer_acc=$(echo "$line" | "$py" -c "import json,sys; d=json.loads(sys.stdin.read()); print(' '.join(f\"{k}={100*(v['mean'] if isinstance(v, dict) else v):.1f}\" for k, v in d.items() if k.startswith(('linear', 'knn'))))")
   done
   report probes "$(printf '%s\n' "${ours[@]}" | median)" "$(printf '%s\n' "${peer[@]}" | median)" s 0
+  echo "# probes accuracy ours: $ours_acc"
+  echo "# probes accuracy peer: $peer_acc"
 }
 
-all=(ingest augment-32 augment-96 probes)
+bench_train_step() {
+  # A SimCLR training run of 2 epochs at batch 256 (views made on the fly by one worker on
+  # both sides); images/s over the whole run, as the peer reports it.
+  ensure_images
+  local config="$work/train-step.toml" ours=() peer=()
+  printf '[augment]\nepochs = 2\nworkers = 1\n[train]\nbatch_size = 256\n' > "$config"
+  for _ in $(seq "$repeat"); do
+    "$bin/latent-augment" "$images_table" --config "$config" -q \
+      | "$bin/latent-train" - --config "$config" --out "$work/train-step" -q
+    ours+=("$(field "['images_per_s']" < "$work/train-step/summary.json")")
+    peer+=("$(cd "$peers" && "$py" simclr_torch.py "$data" --epochs 2 --workers 1 \
+      --out "$work/peer_latent.parquet" 2>/dev/null | field "['train_images_per_s']")")
+  done
+  report train-step "$(printf '%s\n' "${ours[@]}" | median)" \
+    "$(printf '%s\n' "${peer[@]}" | median)" images/s 1
+}
+
+all=(ingest augment-32 augment-96 train-step probes)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for name in "${names[@]}"; do
@@ -97,6 +120,7 @@ for name in "${names[@]}"; do
     ingest) bench_ingest ;;
     augment-32) bench_augment 32 ;;
     augment-96) bench_augment 96 ;;
+    train-step) bench_train_step ;;
     probes) bench_probes ;;
     *) echo "bench: unknown benchmark '$name' (known: ${all[*]})" >&2; exit 2 ;;
   esac
