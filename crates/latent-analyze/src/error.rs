@@ -18,6 +18,9 @@ pub enum AnalyzeError {
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
 
+    #[error("{path}: cannot draw the picture: {message}")]
+    Picture { path: PathBuf, message: String },
+
     #[error("{0}")]
     Usage(String),
 }

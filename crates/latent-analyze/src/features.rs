@@ -7,7 +7,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use latent_core::image_table;
+use latent_core::image_table::{self, ImageTable};
 use latent_core::schema::{latent, split};
 use polars::prelude::*;
 
@@ -25,6 +25,9 @@ pub struct FeatureSet {
     pub train_labels: Vec<i32>,
     pub test: Matrix,
     pub test_labels: Vec<i32>,
+    /// The `id` of each train row and of each test row (the image table's id).
+    pub train_ids: Vec<i64>,
+    pub test_ids: Vec<i64>,
     /// Rows left out: no label, or a split other than train and test.
     pub skipped_rows: usize,
 }
@@ -50,8 +53,10 @@ struct Splitter {
     dim: usize,
     train: Vec<f32>,
     train_labels: Vec<i32>,
+    train_ids: Vec<i64>,
     test: Vec<f32>,
     test_labels: Vec<i32>,
+    test_ids: Vec<i64>,
     skipped: usize,
 }
 
@@ -61,21 +66,31 @@ impl Splitter {
             dim,
             train: Vec::new(),
             train_labels: Vec::new(),
+            train_ids: Vec::new(),
             test: Vec::new(),
             test_labels: Vec::new(),
+            test_ids: Vec::new(),
             skipped: 0,
         }
     }
 
-    fn push(&mut self, label: Option<i32>, split_name: &str, values: impl Iterator<Item = f32>) {
+    fn push(
+        &mut self,
+        id: i64,
+        label: Option<i32>,
+        split_name: &str,
+        values: impl Iterator<Item = f32>,
+    ) {
         match (label, split_name) {
             (Some(l), split::TRAIN) => {
                 self.train.extend(values);
                 self.train_labels.push(l);
+                self.train_ids.push(id);
             }
             (Some(l), split::TEST) => {
                 self.test.extend(values);
                 self.test_labels.push(l);
+                self.test_ids.push(id);
             }
             _ => self.skipped += 1,
         }
@@ -110,8 +125,10 @@ impl Splitter {
             source: source.to_path_buf(),
             train: Matrix::from_vec(self.train_labels.len(), self.dim, self.train),
             train_labels: self.train_labels,
+            train_ids: self.train_ids,
             test: Matrix::from_vec(self.test_labels.len(), self.dim, self.test),
             test_labels: self.test_labels,
+            test_ids: self.test_ids,
             skipped_rows: self.skipped,
         })
     }
@@ -119,12 +136,17 @@ impl Splitter {
 
 /// Raw pixels of the image table: flattened HWC bytes scaled to 0..1.
 pub fn read_raw_pixels(path: &Path) -> Result<FeatureSet> {
-    let table = image_table::read_image_table(path)?;
+    raw_pixels(&image_table::read_image_table(path)?)
+}
+
+/// Raw pixels of an image table already read (from `table.path`).
+pub fn raw_pixels(table: &ImageTable) -> Result<FeatureSet> {
+    let path = table.path.as_path();
     let (height, width, channels) = table.uniform_shape()?;
     let mut rows = Splitter::new((height * width * channels) as usize);
     for record in &table.records {
         let pixels = record.pixels.iter().map(|&p| f32::from(p) / 255.0);
-        rows.push(record.label, &record.split, pixels);
+        rows.push(record.id, record.label, &record.split, pixels);
     }
     rows.finish("raw-pixels", path)
 }
@@ -150,6 +172,10 @@ pub fn read_latent_table(name: &str, path: &Path) -> Result<FeatureSet> {
             .map(Column::as_materialized_series)
             .map_err(polars_error)
     };
+    let ids = column(latent::ID)?
+        .cast(&DataType::Int64)
+        .map_err(polars_error)?;
+    let ids = ids.i64().map_err(polars_error)?;
     let labels = column(latent::LABEL)?
         .cast(&DataType::Int32)
         .map_err(polars_error)?;
@@ -180,9 +206,10 @@ pub fn read_latent_table(name: &str, path: &Path) -> Result<FeatureSet> {
     }
 
     let mut rows = Splitter::new(dim);
-    for (row, (label, split_name)) in labels.iter().zip(splits.iter()).enumerate() {
+    let rows_with_labels = ids.iter().zip(labels.iter()).zip(splits.iter());
+    for (row, ((id, label), split_name)) in rows_with_labels.enumerate() {
         let values = values[row * dim..(row + 1) * dim].iter().copied();
-        rows.push(label, split_name.unwrap_or(""), values);
+        rows.push(id.unwrap_or(-1), label, split_name.unwrap_or(""), values);
     }
     rows.finish(name, path)
 }

@@ -4,7 +4,8 @@
 //! every latent table) with a fixed protocol: linear probes on stratified label subsets
 //! with `C` chosen by cross-validation on the subset, and kNN by cosine similarity. The
 //! results go to `report.json` (structure in `REPORT_FORMAT.md`) and a Markdown summary,
-//! both written atomically. Inputs are only ever read.
+//! both written atomically, with PNG pictures beside them (training curves, PCA maps,
+//! nearest neighbours, confusion matrices). Inputs are only ever read.
 
 pub mod cluster;
 pub mod error;
@@ -12,6 +13,8 @@ pub mod features;
 pub mod knn;
 pub mod linalg;
 pub mod logistic;
+pub mod pca;
+pub mod pictures;
 pub mod probe;
 pub mod report;
 pub mod steps;
@@ -20,18 +23,25 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use latent_core::config::AnalyzeConfig;
+use latent_core::image_table::{self, ImageTable};
 
 pub use error::{AnalyzeError, Result};
 use features::FeatureSet;
 use knn::KnnSettings;
 use probe::ProbeSettings;
-use report::{FeatureSetReport, FeatureSetTimings, Inputs, NamedInput, Protocol, Report, Timings};
+use report::{
+    FeatureSetReport, FeatureSetTimings, Inputs, NamedInput, Picture, Protocol, Report, Timings,
+};
 
 /// The name the raw-pixel baseline is reported under (not allowed for a `--latent`).
 pub const RAW_PIXELS: &str = "raw-pixels";
 /// File names written into the output folder.
 pub const REPORT_JSON: &str = "report.json";
 pub const REPORT_MD: &str = "report.md";
+/// The label fraction and subset seed whose linear probe the confusion matrices show (the
+/// nearest fraction and the first seed when the config has not these).
+pub const CONFUSION_FRACTION: f64 = 0.1;
+pub const CONFUSION_SEED: u64 = 0;
 
 /// What to analyse and where to write the report.
 #[derive(Debug, Clone)]
@@ -62,10 +72,14 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
         vec![(RAW_PIXELS.to_string(), options.images.clone())];
     sources.extend(options.latents.iter().cloned());
     let mut feature_sets = Vec::new();
-    for (name, path) in &sources {
+    let mut pictures = Vec::new();
+    let mut pictures_s = 0.0;
+    let mut image_table: Option<ImageTable> = None;
+    for (index, (name, path)) in sources.iter().enumerate() {
         let load_started = Instant::now();
         let set = if name == RAW_PIXELS {
-            features::read_raw_pixels(path)?
+            let table = image_table.insert(image_table::read_image_table(path)?);
+            features::raw_pixels(table)?
         } else {
             features::read_latent_table(name, path)?
         };
@@ -77,18 +91,45 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
             path.display()
         );
         let load_s = load_started.elapsed().as_secs_f64();
+        let mut set = set;
         let scored = score(
-            set,
+            &mut set,
             &options.config.label_fractions,
             &probe_settings,
             knn_settings,
             load_s,
         );
         log_scores(&scored);
+
+        if name != RAW_PIXELS {
+            let step = Instant::now();
+            let table = image_table.as_ref().expect("the image table is read first");
+            let first_latent = index == 1;
+            pictures.extend(latent_pictures(
+                &set,
+                &scored,
+                table,
+                first_latent,
+                options,
+            )?);
+            pictures_s += step.elapsed().as_secs_f64();
+        }
         feature_sets.push(scored);
     }
 
     let training = options.steps.as_deref().map(steps::summarise).transpose()?;
+    if let Some(path) = &options.steps {
+        let step = Instant::now();
+        let curves = steps::read_curves(path)?;
+        pictures.insert(0, pictures::loss_picture(&curves, &options.out)?);
+        pictures_s += step.elapsed().as_secs_f64();
+    }
+    tracing::info!(
+        "drew {} pictures into {} in {:.1} s",
+        pictures.len(),
+        options.out.display(),
+        pictures_s
+    );
     let report = Report {
         format_version: report::FORMAT_VERSION,
         product: "latent-analyze".into(),
@@ -109,7 +150,9 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
         },
         feature_sets,
         training,
+        pictures,
         timings_s: Timings {
+            pictures: pictures_s,
             total: started.elapsed().as_secs_f64(),
         },
     };
@@ -130,6 +173,68 @@ pub fn settings(options: &AnalyzeOptions) -> (ProbeSettings, KnnSettings) {
         ..KnnSettings::default()
     };
     (probe, knn)
+}
+
+/// The PCA map, the confusion matrix and (for the first latent table only) the nearest
+/// neighbours picture of one scored, standardised latent feature set.
+fn latent_pictures(
+    set: &FeatureSet,
+    scored: &FeatureSetReport,
+    table: &ImageTable,
+    first_latent: bool,
+    options: &AnalyzeOptions,
+) -> Result<Vec<Picture>> {
+    let class_names = table.class_names();
+    let mut drawn = vec![pictures::map_picture(set, &class_names, &options.out)?];
+    if first_latent
+        && let Some(picture) =
+            pictures::neighbours_picture(set, table, &class_names, options.seed, &options.out)?
+    {
+        drawn.push(picture);
+    }
+
+    let probe = scored.linear_probe.iter().min_by(|a, b| {
+        let distance = |f: f64| (f - CONFUSION_FRACTION).abs();
+        distance(a.fraction).total_cmp(&distance(b.fraction))
+    });
+    if let Some(probe) = probe {
+        let seed = probe
+            .per_seed
+            .iter()
+            .find(|s| s.seed == CONFUSION_SEED)
+            .or(probe.per_seed.first());
+        if let Some(seed) = seed {
+            let matrix =
+                pictures::confusion_matrix(&set.test_labels, &seed.test_predictions, set.classes());
+            let what = format!(
+                "linear probe at {}% labels (subset seed {})",
+                (probe.fraction * 1000.0).round() / 10.0,
+                seed.seed
+            );
+            drawn.push(pictures::confusion_picture(
+                &set.name,
+                &matrix,
+                &class_names,
+                &what,
+                &options.out,
+            )?);
+        }
+    }
+    Ok(drawn)
+}
+
+/// Every file name the analysis writes into `--out`.
+fn output_files(options: &AnalyzeOptions) -> Vec<String> {
+    let mut files = vec![REPORT_JSON.to_string(), REPORT_MD.to_string()];
+    if options.steps.is_some() {
+        files.push("loss.png".into());
+    }
+    for (name, _) in &options.latents {
+        for kind in ["map", "neighbours", "confusion"] {
+            files.push(pictures::file_name(kind, name));
+        }
+    }
+    files
 }
 
 /// Refuses options that cannot give a meaningful report, or that would overwrite an input.
@@ -169,8 +274,9 @@ fn check_options(options: &AnalyzeOptions) -> Result<()> {
         .chain(options.latents.iter().map(|(_, p)| p))
         .chain(options.steps.iter())
         .chain(options.config_path.iter());
+    let outputs = output_files(options);
     for input in inputs {
-        for output in [REPORT_JSON, REPORT_MD] {
+        for output in &outputs {
             if same_file(input, &options.out.join(output)) {
                 return Err(AnalyzeError::Usage(format!(
                     "--out {}: writing {output} there would overwrite the input {}",
@@ -190,9 +296,9 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Standardises one feature set and runs every probe on it.
+/// Standardises one feature set (in place) and runs every probe on it.
 fn score(
-    mut set: FeatureSet,
+    set: &mut FeatureSet,
     fractions: &[f64],
     probe_settings: &ProbeSettings,
     knn_settings: KnnSettings,
@@ -203,7 +309,7 @@ fn score(
         ..FeatureSetTimings::default()
     };
     let step = Instant::now();
-    features::standardise(&mut set);
+    features::standardise(set);
     timings.standardise = step.elapsed().as_secs_f64();
 
     let mut linear_probe = Vec::new();
@@ -263,8 +369,8 @@ fn score(
         train_rows: set.train.rows,
         test_rows: set.test.rows,
         skipped_rows: set.skipped_rows,
-        name: set.name,
-        source: set.source,
+        name: set.name.clone(),
+        source: set.source.clone(),
         linear_probe,
         knn,
         clustering,

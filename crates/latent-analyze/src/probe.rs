@@ -69,6 +69,10 @@ pub struct SeedResult {
     /// L-BFGS iterations of the refit.
     pub iterations: usize,
     pub converged: bool,
+    /// The refitted model's class for every test row (for the confusion matrix; not
+    /// written to the report).
+    #[serde(skip)]
+    pub test_predictions: Vec<i32>,
 }
 
 /// The probe at one label fraction.
@@ -183,14 +187,16 @@ pub fn linear_probe(
             };
             let (x_fit, others) = compact(&x, &[test], threads_per_fit);
             let model = fit(&x_fit, &y, fit_settings, None);
+            let test_predictions = model.predict(&others[0], threads_per_fit);
             let result = SeedResult {
                 seed,
                 rows: rows.len(),
-                accuracy: model.accuracy(&others[0], test_labels, threads_per_fit),
+                accuracy: accuracy(&test_predictions, test_labels),
                 c,
                 cv_accuracy,
                 iterations: model.iterations,
                 converged: model.converged,
+                test_predictions,
             };
             tracing::debug!(
                 "linear probe {}% seed {seed}: {} rows, C {c}, accuracy {:.4}, {} iterations",

@@ -24,7 +24,22 @@ pub struct Report {
     pub feature_sets: Vec<FeatureSetReport>,
     /// Summary of the training steps table, when `--steps` was given.
     pub training: Option<TrainingSummary>,
+    /// PNG pictures written beside the report, in the order report.md shows them.
+    pub pictures: Vec<Picture>,
     pub timings_s: Timings,
+}
+
+/// A PNG picture written into the output folder beside the report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Picture {
+    /// File name, relative to the output folder.
+    pub file: String,
+    /// `loss`, `map`, `neighbours` or `confusion`.
+    pub kind: String,
+    /// The feature set it shows (none for the training curves).
+    pub feature_set: Option<String>,
+    /// What it shows, in words.
+    pub caption: String,
 }
 
 /// The fixed protocol every number was measured with.
@@ -98,6 +113,8 @@ pub struct TrainingSummary {
 /// Seconds of the whole analysis.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Timings {
+    /// Drawing and writing the pictures.
+    pub pictures: f64,
     pub total: f64,
 }
 
@@ -176,6 +193,17 @@ pub fn markdown(report: &Report) -> String {
                 .map(|t| format!(", final positive top-1 {:.1}%", 100.0 * t))
                 .unwrap_or_default()
         );
+    }
+
+    if !report.pictures.is_empty() {
+        let _ = writeln!(md, "\n## Pictures\n");
+        for picture in &report.pictures {
+            let _ = writeln!(
+                md,
+                "![{}]({})\n\n{}\n",
+                picture.kind, picture.file, picture.caption
+            );
+        }
     }
 
     let probe = &report.protocol.linear_probe;

@@ -63,3 +63,55 @@ pub fn summarise(path: &Path) -> Result<TrainingSummary> {
         final_positive_top1,
     })
 }
+
+/// The training curves of a steps table, one entry per row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepCurves {
+    /// The `step` column, or the row number when the table has none.
+    pub step: Vec<f64>,
+    pub loss: Vec<f64>,
+    /// The first column whose name contains `top1`, with its name.
+    pub positive_top1: Option<(String, Vec<f64>)>,
+}
+
+/// Reads the loss and positive top-1 of every step from the steps table at `path`
+/// (null values are read as NaN and left out of the plot).
+pub fn read_curves(path: &Path) -> Result<StepCurves> {
+    let polars_error = |source| AnalyzeError::Polars {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file =
+        File::open(path).map_err(|e| latent_core::Error::io(path, "opening the steps table", e))?;
+    let frame = ParquetReader::new(file).finish().map_err(polars_error)?;
+    let floats = |name: &str| -> Result<Option<Vec<f64>>> {
+        let Ok(column) = frame.column(name) else {
+            return Ok(None);
+        };
+        let values = column
+            .as_materialized_series()
+            .cast(&DataType::Float64)
+            .map_err(polars_error)?;
+        let values = values.f64().map_err(polars_error)?;
+        Ok(Some(values.iter().map(|v| v.unwrap_or(f64::NAN)).collect()))
+    };
+
+    let loss = floats("loss")?.ok_or_else(|| {
+        AnalyzeError::invalid(path, "a steps table needs a 'loss' column to plot")
+    })?;
+    let step = floats("step")?.unwrap_or_else(|| (1..=loss.len()).map(|s| s as f64).collect());
+    let top1_name = frame
+        .columns()
+        .iter()
+        .map(|c| c.name().to_string())
+        .find(|name| name.contains("top1"));
+    let positive_top1 = match top1_name {
+        Some(name) => floats(&name)?.map(|values| (name, values)),
+        None => None,
+    };
+    Ok(StepCurves {
+        step,
+        loss,
+        positive_top1,
+    })
+}

@@ -275,6 +275,8 @@ fn zero_variance_columns_become_zero_not_nan() {
         train_labels: vec![0, 1],
         test: Matrix::from_vec(1, 2, vec![5.0, 7.0]),
         test_labels: vec![0],
+        train_ids: vec![10, 11],
+        test_ids: vec![12],
         skipped_rows: 0,
     };
     standardise(&mut set);
