@@ -26,8 +26,9 @@ pub struct Candidate<L> {
     pub rel: String,
     /// The split folder the file sits in, if the source has split folders.
     pub split: Option<&'static str>,
-    /// The class folder name.
-    pub class: String,
+    /// The class name (its folder, or a manifest's label); `None` for an unlabelled file,
+    /// which gets a null label.
+    pub class: Option<String>,
     /// A problem found while listing (broken link, non-UTF-8 name): the file is rejected
     /// without being read.
     pub rejected: Option<Rejection>,
@@ -96,19 +97,29 @@ pub struct Plan<L> {
     pub class_names: Vec<String>,
 }
 
-/// Assigns ids, labels and splits; `extra_classes` are class folders with no files, which
-/// still get a label so that labels do not shift when a class is empty in one split.
+/// Assigns ids, labels and splits to files sorted by path; `extra_classes` are class
+/// folders with no files, which still get a label so that labels do not shift when a class
+/// is empty in one split.
 pub fn plan<L>(
     mut candidates: Vec<Candidate<L>>,
     extra_classes: impl IntoIterator<Item = String>,
     options: &SplitOptions,
 ) -> Plan<L> {
     candidates.sort_by(|a, b| a.rel.cmp(&b.rel));
+    plan_in_order(candidates, extra_classes, options)
+}
 
+/// Like [`plan`], but ids follow the order of `candidates` as given (a manifest's rows).
+/// Files that come with a split keep it; the others are split per class.
+pub fn plan_in_order<L>(
+    candidates: Vec<Candidate<L>>,
+    extra_classes: impl IntoIterator<Item = String>,
+    options: &SplitOptions,
+) -> Plan<L> {
     let class_names: Vec<String> = candidates
         .iter()
         .filter(|c| c.rejected.is_none())
-        .map(|c| c.class.clone())
+        .filter_map(|c| c.class.clone())
         .chain(extra_classes)
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -119,12 +130,13 @@ pub fn plan<L>(
             .ok()
             .map(|i| i as i32)
     };
-    let labels: Vec<Option<i32>> = candidates.iter().map(|c| label_of(&c.class)).collect();
+    let labels: Vec<Option<i32>> = candidates
+        .iter()
+        .map(|c| c.class.as_deref().and_then(label_of))
+        .collect();
 
-    let splits = match candidates.iter().all(|c| c.split.is_some()) {
-        true => candidates.iter().map(|c| c.split.unwrap()).collect(),
-        false => stratified_split(&labels, class_names.len(), options),
-    };
+    let given: Vec<Option<&'static str>> = candidates.iter().map(|c| c.split).collect();
+    let splits = fill_splits(&given, &labels, class_names.len(), options);
 
     let mut selector = Selector::new(options);
     let files = candidates
@@ -184,6 +196,25 @@ impl Selector {
     }
 }
 
+/// The given split of each file, and a stratified split (over those files only) for the
+/// files that have none. A folder gives all splits or none, a manifest may give some.
+fn fill_splits(
+    given: &[Option<&'static str>],
+    labels: &[Option<i32>],
+    class_count: usize,
+    options: &SplitOptions,
+) -> Vec<&'static str> {
+    let unsplit: Vec<usize> = (0..given.len()).filter(|&i| given[i].is_none()).collect();
+    let unsplit_labels: Vec<Option<i32>> = unsplit.iter().map(|&i| labels[i]).collect();
+    let drawn = stratified_split(&unsplit_labels, class_count, options);
+
+    let mut splits: Vec<&'static str> = given.iter().map(|s| s.unwrap_or(split::TRAIN)).collect();
+    for (&position, split) in unsplit.iter().zip(drawn) {
+        splits[position] = split;
+    }
+    splits
+}
+
 /// Test or train for each file, holding out `round(test_fraction * n)` files of each
 /// class, chosen by a shuffle seeded with the run seed and the label.
 pub fn stratified_split(
@@ -193,7 +224,8 @@ pub fn stratified_split(
 ) -> Vec<&'static str> {
     let mut members: Vec<Vec<usize>> = vec![Vec::new(); class_count + 1];
     for (position, label) in labels.iter().enumerate() {
-        // Files without a label (rejected while listing) form a group of their own.
+        // Files without a label (unlabelled, or rejected while listing) form a group of
+        // their own.
         let group = label.map_or(class_count, |l| l as usize);
         members[group].push(position);
     }
@@ -221,7 +253,7 @@ mod tests {
                 (0..n).map(move |i| Candidate {
                     rel: format!("{class}/{i:04}.png"),
                     split: None,
-                    class: class.to_string(),
+                    class: Some(class.to_string()),
                     rejected: None,
                     locator: (),
                 })

@@ -75,6 +75,8 @@ pub struct IngestOptions {
     /// Rejects table path (default: `<out stem>.rejects.parquet` beside `out`).
     pub rejects: Option<PathBuf>,
     pub format: SourceFormat,
+    /// Ignore class folders (and a manifest's labels): every row gets a null label.
+    pub unlabelled: bool,
     pub split: SplitOptions,
     pub mode: ColorMode,
     pub resize: Option<Resize>,
@@ -93,6 +95,7 @@ impl IngestOptions {
             out: out.into(),
             rejects: None,
             format: SourceFormat::Auto,
+            unlabelled: false,
             split: SplitOptions {
                 seed: 0,
                 test_fraction: defaults.test_fraction,
@@ -239,16 +242,23 @@ pub fn ingest(options: &IngestOptions) -> Result<Summary> {
 }
 
 fn ingest_folder(options: &IngestOptions) -> Result<Summary> {
-    let listing = folder::list_folder(&options.source)?;
+    let listing = folder::list_folder(&options.source, options.unlabelled)?;
     if listing.candidates.is_empty() {
         return Err(IngestError::source(
             &options.source,
-            "no files found; expected <root>/<class>/<image> or <root>/<split>/<class>/<image>",
+            "no files found; expected <root>/<class>/<image>, <root>/<split>/<class>/<image> \
+             or unlabelled images in <root>",
         ));
     }
     let plan = layout::plan(listing.candidates, listing.empty_classes, &options.split);
+    ingest_files(options, plan)
+}
+
+/// Decodes and writes the planned files of a folder or a manifest.
+fn ingest_files(options: &IngestOptions, plan: layout::Plan<PathBuf>) -> Result<Summary> {
+    let unlabelled = plan.files.iter().filter(|f| f.label.is_none()).count();
     tracing::info!(
-        "{} files in {} classes to read",
+        "{} files in {} classes to read ({unlabelled} unlabelled)",
         plan.files.len(),
         plan.class_names.len()
     );

@@ -4,7 +4,8 @@
 //! data) to list the files, so that class names, labels, ids and the stratified split are
 //! known before any row is written. The second streams the entries in archive order,
 //! reading the bytes of one row group at a time, so memory stays flat whatever the size
-//! of the archive. Paths inside the archive follow the folder layout of [`crate::folder`].
+//! of the archive. Paths inside the archive follow the folder layout of [`crate::folder`],
+//! files directly in the root (or in a split folder) included, which are unlabelled.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -58,14 +59,19 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
     for (name, utf8) in names {
         let parts = relative(&name);
         let (split, class, file) = match (has_splits, parts.as_slice()) {
-            (true, [split, class, file]) => match SPLIT_FOLDERS.iter().find(|s| *s == split) {
-                Some(split) => (Some(*split), class, file),
-                None => {
-                    skipped.push(name);
-                    continue;
+            (true, [split, rest @ ..]) => {
+                match (SPLIT_FOLDERS.iter().find(|s| *s == split), rest) {
+                    (Some(split), [class, file]) => (Some(*split), Some(class), file),
+                    (Some(split), [file]) => (Some(*split), None, file),
+                    _ => {
+                        skipped.push(name);
+                        continue;
+                    }
                 }
-            },
-            (false, [class, file]) => (None, class, file),
+            }
+            (false, [class, file]) => (None, Some(class), file),
+            // A file directly in the root has no class.
+            (false, [file]) => (None, None, file),
             _ => {
                 skipped.push(name);
                 continue;
@@ -83,7 +89,7 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
         candidates.push(Candidate {
             rel: parts.join("/"),
             split,
-            class: class.clone(),
+            class: class.filter(|_| !options.unlabelled).cloned(),
             rejected,
             locator: name,
         });

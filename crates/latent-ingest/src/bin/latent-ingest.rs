@@ -55,6 +55,11 @@ struct Cli {
     #[arg(long, value_enum, default_value_t = SourceFormat::Auto)]
     format: SourceFormat,
 
+    /// Ignore class folders and manifest labels: every row gets a null label (images in the
+    /// root of a folder are unlabelled without this flag).
+    #[arg(long)]
+    unlabelled: bool,
+
     /// Seed of the stratified split (default: [run] seed, else 0).
     #[arg(long)]
     seed: Option<u64>,
@@ -139,6 +144,7 @@ fn options(cli: Cli) -> anyhow::Result<IngestOptions> {
     options.split.shard = cli.shard;
     options.rejects = cli.rejects;
     options.format = cli.format;
+    options.unlabelled = cli.unlabelled;
     options.mode = cli.mode;
     options.resize = cli.resize.map(|(width, height)| Resize {
         width,
