@@ -6,8 +6,9 @@ use crate::linalg::{Matrix, Op, matmul};
 
 /// Power iterations per component at most; they stop earlier once the direction settles.
 const MAX_ITERATIONS: usize = 1000;
-/// Change of the (unit) direction between iterations below which it counts as settled.
-const TOLERANCE: f64 = 1e-10;
+/// Squared change of the (unit) direction between iterations below which it counts as
+/// settled.
+const TOLERANCE: f64 = 1e-24;
 
 /// Leading principal directions of a set of rows.
 #[derive(Debug, Clone, PartialEq)]
@@ -188,12 +189,13 @@ mod tests {
 
     #[test]
     fn finds_a_diagonal_direction() {
-        // Points along (1, 1) at -2, -1, 1, 2 (times 1/sqrt 2) plus ±0.1 across it: the
+        // Points along (1, 1) at -2, -1, 1, 2 plus 0.1, -0.1, -0.1, 0.1 across it
+        // (uncorrelated with the part along, both in units of (1, ±1) / sqrt 2): the
         // first component is (1, 1) / sqrt 2 with variance (4 + 1 + 1 + 4) / 4 = 2.5,
         // the second (-1, 1) / sqrt 2 up to sign, with variance 0.01.
         let s = std::f32::consts::FRAC_1_SQRT_2;
         let along = [-2.0f32, -1.0, 1.0, 2.0];
-        let across = [0.1f32, -0.1, 0.1, -0.1];
+        let across = [0.1f32, -0.1, -0.1, 0.1];
         let mut data = Vec::new();
         for (a, c) in along.iter().zip(across) {
             data.extend([(a - c) * s, (a + c) * s]);
@@ -201,7 +203,8 @@ mod tests {
         let pca = Pca::fit(&Matrix::from_vec(4, 2, data), 2);
         let close = |a: f64, b: f64| (a - b).abs() < 1e-5;
         let h = f64::from(s);
-        assert!(close(pca.components[0][0], h) && close(pca.components[0][1], h));
+        let first = &pca.components[0];
+        assert!(close(first[0], h) && close(first[1], h), "{first:?}");
         let second = &pca.components[1];
         assert!(
             close(second[0].abs(), h) && close(second[1].abs(), h),

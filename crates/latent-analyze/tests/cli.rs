@@ -224,6 +224,28 @@ fn report_has_every_feature_set_and_inputs_are_left_untouched() {
     assert!(markdown.contains("| raw-pixels | 48 |"), "{markdown}");
     assert!(markdown.contains("| simclr | 8 |"), "{markdown}");
     assert!(markdown.contains("## Protocol"), "{markdown}");
+
+    // Every picture is listed in report.json, embedded in report.md by a relative link
+    // and written as a PNG into --out.
+    let pictures = report["pictures"].as_array().unwrap();
+    let files: Vec<&str> = pictures
+        .iter()
+        .map(|p| p["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files,
+        [
+            "loss.png",
+            "map_simclr.png",
+            "neighbours_simclr.png",
+            "confusion_simclr.png"
+        ]
+    );
+    for file in files {
+        assert!(markdown.contains(&format!("]({file})")), "{markdown}");
+        let bytes = std::fs::read(out.join(file)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{file} is not a PNG");
+    }
 }
 
 #[test]
