@@ -5,7 +5,8 @@
 //! the train split: the random-init baseline that a learned latent space has to beat.
 //! Images go through the encoder in eval mode without augmentation, scaled to 0..1 and
 //! normalised with the mean and std the model was trained with. The embedding is the
-//! encoder's pooled output, not the projection head's. Rows are written in row groups as
+//! encoder's pooled output: not the projection head's (SimCLR), and for an autoencoder
+//! its bottleneck (the decoder is not run). Rows are written in row groups as
 //! they are encoded, to a temporary file renamed into place at the end.
 
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use latent_core::atomic::AtomicFile;
 use latent_core::config::PipelineConfig;
 use latent_core::image_table::{self, ImageRecord, ImageTable};
 use latent_core::schema::{self, latent};
-use latent_train::model::{Architecture, Backend, Encoder, HeadKind, SimclrModel};
+use latent_train::model::{Architecture, Backend, Encoder, HeadKind, Objective, SimclrModel};
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 use sha2::{Digest, Sha256};
@@ -33,7 +34,8 @@ pub mod keys {
     pub const MODEL_CONFIG: &str = "latent.model.config";
     /// sha256 of the weights (the file's bytes, or the serialised random-init weights).
     pub const WEIGHTS_SHA256: &str = "latent.model.weights_sha256";
-    /// Which output of the model the embedding is ("encoder").
+    /// Which output of the model the embedding is: "encoder" (SimCLR, random init) or
+    /// "autoencoder-bottleneck".
     pub const REPRESENTATION: &str = "latent.representation";
     /// "trained" or "random-init".
     pub const MODEL_KIND: &str = "latent.model.kind";
@@ -113,6 +115,8 @@ pub struct PreparedEncoder {
     pub config: PipelineConfig,
     pub weights_sha256: String,
     pub kind: &'static str,
+    /// What the embedding is, for the table's metadata ([`keys::REPRESENTATION`]).
+    pub representation: &'static str,
 }
 
 /// Encodes every image of `options.images` and writes the latent table.
@@ -209,16 +213,22 @@ pub fn prepare_encoder(
             let bytes = std::fs::read(&trained.weights).map_err(|e| {
                 latent_core::Error::io(&trained.weights, "reading the model weights", e)
             })?;
-            let (mean, std) = normalisation(&trained.config, table, trained.model.arch.in_channels);
-            info!(model = %dir.display(), "encoding with the trained encoder");
+            let in_channels = trained.model.arch().in_channels;
+            let (mean, std) = normalisation(&trained.config, table, in_channels);
+            let representation = match trained.model.objective() {
+                Objective::Simclr => "encoder",
+                Objective::Autoencoder => "autoencoder-bottleneck",
+            };
+            info!(model = %dir.display(), representation, "encoding with the trained encoder");
             Ok(PreparedEncoder {
-                in_channels: trained.model.arch.in_channels,
-                encoder: trained.model.encoder,
+                in_channels,
+                encoder: trained.model.into_encoder(),
                 mean,
                 std,
                 config: trained.config,
                 weights_sha256: hex_sha256(&bytes),
                 kind: "trained",
+                representation,
             })
         }
         ModelSource::RandomInit { seed, config } => {
@@ -255,6 +265,7 @@ pub fn prepare_encoder(
                 std,
                 config,
                 kind: "random-init",
+                representation: "encoder",
             })
         }
     }
@@ -397,7 +408,7 @@ fn write_latent_table(
     let metadata = [
         (keys::MODEL_CONFIG, prepared.config.to_toml()),
         (keys::WEIGHTS_SHA256, prepared.weights_sha256.clone()),
-        (keys::REPRESENTATION, "encoder".to_string()),
+        (keys::REPRESENTATION, prepared.representation.to_string()),
         (keys::MODEL_KIND, prepared.kind.to_string()),
         (
             keys::NORMALISATION,

@@ -1,4 +1,5 @@
-//! Export of tiny trained and random-init models: rows, ids, embeddings, refusals.
+//! Export of tiny trained (SimCLR and autoencoder) and random-init models: rows, ids,
+//! embeddings, refusals.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use candle_core::{Device, Tensor};
 use latent_core::config::PipelineConfig;
 use latent_core::rng::rng_for;
 use latent_export::{ExportOptions, ModelSource, export, keys};
-use latent_train::model::Backend;
+use latent_train::model::{Backend, Model};
 use latent_train::views::write_views_stream;
 use latent_train::{TrainOptions, load_model_dir, train};
 use parquet::arrow::ArrowWriter;
@@ -65,7 +66,12 @@ fn write_image_table(path: &Path) {
 }
 
 fn train_tiny_model(dir: &Path) -> std::path::PathBuf {
-    let views = dir.join("views.arrow");
+    train_tiny_model_with(dir, "simclr")
+}
+
+/// Trains a tiny model of the given `[train] objective` into `dir/<objective>`.
+fn train_tiny_model_with(dir: &Path, objective: &str) -> std::path::PathBuf {
+    let views = dir.join(format!("views_{objective}.arrow"));
     let rows: Vec<(u32, i64, Vec<f32>, Vec<f32>)> = (0..6)
         .map(|id| {
             let mut rng = rng_for(id, &[8]);
@@ -80,6 +86,7 @@ fn train_tiny_model(dir: &Path) -> std::path::PathBuf {
     write_views_stream(std::fs::File::create(&views).unwrap(), 3, SIZE, &rows, 4).unwrap();
 
     let mut config = PipelineConfig::default();
+    config.train.objective = objective.to_string();
     config.train.width = 0.25;
     config.train.projection_dim = 8;
     config.train.batch_size = 3;
@@ -87,7 +94,7 @@ fn train_tiny_model(dir: &Path) -> std::path::PathBuf {
     config.augment.size = SIZE as u32;
     config.augment.mean = vec![0.4, 0.5, 0.6];
     config.augment.std = vec![0.2, 0.25, 0.3];
-    let out = dir.join("model");
+    let out = dir.join(objective);
     train(
         &views,
         &TrainOptions {
@@ -186,7 +193,7 @@ fn trained_export_has_one_row_per_image_and_the_encoders_output() {
     let x = Tensor::from_vec(values, (IMAGES, 3, SIZE, SIZE), &Device::Cpu).unwrap();
     let direct: Vec<f32> = trained
         .model
-        .encoder
+        .encoder()
         .forward_eval(&x, Backend::Candle)
         .unwrap()
         .flatten_all()
@@ -305,4 +312,67 @@ fn latent_table_given_as_images_is_refused() {
 
 fn table_len(path: &Path) -> usize {
     read_table(path).0.column(0).len()
+}
+
+#[test]
+fn autoencoder_export_gives_the_bottleneck() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let model_dir = train_tiny_model_with(dir.path(), "autoencoder");
+    let out = dir.path().join("latent_ae.parquet");
+
+    let summary = export(&ExportOptions {
+        images,
+        out: out.clone(),
+        source: ModelSource::Trained(model_dir.clone()),
+        batch_size: Some(4),
+        row_group: None,
+    })
+    .unwrap();
+    assert_eq!((summary.rows, summary.dim), (IMAGES, 64));
+
+    let (table, metadata) = read_table(&out);
+    assert_eq!(
+        metadata.get(keys::REPRESENTATION).map(String::as_str),
+        Some("autoencoder-bottleneck")
+    );
+    assert!(
+        metadata
+            .get(keys::MODEL_CONFIG)
+            .unwrap()
+            .contains("objective = \"autoencoder\"")
+    );
+
+    // The bottleneck: the autoencoder's encoder in eval mode on the normalised images.
+    let trained = load_model_dir(&model_dir).unwrap();
+    assert!(matches!(trained.model, Model::Autoencoder(_)));
+    let (mean, std) = ([0.4f32, 0.5, 0.6], [0.2f32, 0.25, 0.3]);
+    let mut values = Vec::new();
+    for id in 0..IMAGES {
+        let p = pixels(id);
+        for c in 0..3 {
+            for i in 0..SIZE * SIZE {
+                values.push((p[i * 3 + c] as f32 / 255.0 - mean[c]) / std[c]);
+            }
+        }
+    }
+    let x = Tensor::from_vec(values, (IMAGES, 3, SIZE, SIZE), &Device::Cpu).unwrap();
+    let direct: Vec<f32> = trained
+        .model
+        .encoder()
+        .forward_eval(&x, Backend::Candle)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let exported = embeddings(&table);
+    assert_eq!(exported.len(), direct.len());
+    let worst = exported
+        .iter()
+        .zip(&direct)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst < 1e-5, "largest difference {worst}");
 }

@@ -14,7 +14,7 @@ use candle_core::Device;
 use latent_core::atomic;
 
 use crate::error::{Result, TrainError};
-use crate::model::{Architecture, SimclrModel};
+use crate::model::{Architecture, Model, Objective};
 use crate::optim::{AdamW, AdamWParams};
 
 /// File name of the checkpoint inside the output folder.
@@ -39,7 +39,7 @@ const IMAGES_KEY: &str = "latent.train.images_seen";
 const FIRST_EPOCH_KEY: &str = "latent.train.first_epoch";
 
 /// Writes the checkpoint atomically to `path`.
-pub fn save(path: &Path, model: &SimclrModel, optimizer: &AdamW, position: Position) -> Result<()> {
+pub fn save(path: &Path, model: &Model, optimizer: &AdamW, position: Position) -> Result<()> {
     let mut tensors = model.tensors()?;
     let (moments, _) = optimizer.state();
     tensors.extend(moments);
@@ -64,12 +64,14 @@ pub fn save(path: &Path, model: &SimclrModel, optimizer: &AdamW, position: Posit
     Ok(())
 }
 
-/// Reads a checkpoint written by [`save`] for a model of architecture `arch`.
+/// Reads a checkpoint written by [`save`] for a model of family `objective` and
+/// architecture `arch`.
 pub fn load(
     path: &Path,
+    objective: Objective,
     arch: Architecture,
     params: AdamWParams,
-) -> Result<(SimclrModel, AdamW, Position)> {
+) -> Result<(Model, AdamW, Position)> {
     let bad = |what: String| TrainError::Model {
         path: path.to_path_buf(),
         what,
@@ -94,7 +96,7 @@ pub fn load(
         first_epoch: metadata.get(FIRST_EPOCH_KEY).and_then(|v| v.parse().ok()),
     };
 
-    let model = SimclrModel::load(arch, path)?;
+    let model = Model::load(objective, arch, path)?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
     let mut optimizer = AdamW::new(model.trainable(), params)?;
     optimizer

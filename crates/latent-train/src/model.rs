@@ -117,13 +117,21 @@ impl Architecture {
 ///
 /// Every tensor gets its own generator derived from the seed and its position, so adding
 /// a head does not change the encoder's initial weights.
-struct Initialiser {
+pub(crate) struct Initialiser {
     seed: u64,
     next_index: u64,
 }
 
 impl Initialiser {
-    fn uniform(&mut self, shape: &[usize], fan_in: usize) -> Result<Var> {
+    /// Starts at the first tensor of a model seeded with `seed`.
+    pub(crate) fn new(seed: u64) -> Self {
+        Self {
+            seed,
+            next_index: 0,
+        }
+    }
+
+    pub(crate) fn uniform(&mut self, shape: &[usize], fan_in: usize) -> Result<Var> {
         let mut rng = rng_for(self.seed, &[stream::INIT, self.next_index]);
         self.next_index += 1;
         let bound = 1.0 / (fan_in as f32).sqrt();
@@ -149,7 +157,7 @@ pub struct BatchNorm {
 }
 
 impl BatchNorm {
-    fn new(channels: usize) -> Result<Self> {
+    pub(crate) fn new(channels: usize) -> Result<Self> {
         let device = Device::Cpu;
         Ok(Self {
             weight: Var::ones(channels, DType::F32, &device)?,
@@ -217,7 +225,7 @@ impl BatchNorm {
         Ok(if relu { y.relu()? } else { y })
     }
 
-    fn tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+    pub(crate) fn tensors(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) -> Result<()> {
         out.push((format!("{prefix}.weight"), self.weight.as_tensor().clone()));
         out.push((format!("{prefix}.bias"), self.bias.as_tensor().clone()));
         out.push((format!("{prefix}.running_mean"), self.running_mean.clone()));
@@ -229,7 +237,7 @@ impl BatchNorm {
         Ok(())
     }
 
-    fn load(&mut self, prefix: &str, weights: &WeightSource) -> Result<()> {
+    pub(crate) fn load(&mut self, prefix: &str, weights: &WeightSource) -> Result<()> {
         self.weight
             .set(&weights.get(&format!("{prefix}.weight"), self.weight.dims())?)?;
         self.bias
@@ -274,7 +282,12 @@ fn candle_batch_norm(
     Ok((y, mean.flatten_all()?, var.flatten_all()?))
 }
 
-fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, backend: Backend) -> Result<Tensor> {
+pub(crate) fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    backend: Backend,
+) -> Result<Tensor> {
     Ok(match backend {
         Backend::Candle => x.conv2d(weight, 1, stride, 1, 1)?,
         Backend::Fast => fast::conv2d(x, weight, stride, 1)?,
@@ -283,8 +296,8 @@ fn conv2d(x: &Tensor, weight: &Tensor, stride: usize, backend: Backend) -> Resul
 
 /// The project's fast CPU kernels (`latent-kernels`): im2col convolution and fused batch
 /// norm with their own backward passes; they fall back to candle's ops off the CPU.
-mod fast {
-    pub use latent_kernels::{batch_norm_train, conv2d};
+pub(crate) mod fast {
+    pub use latent_kernels::{batch_norm_train, conv_transpose2d, conv2d};
 }
 
 /// One encoder block: 3x3 convolution (padding 1, no bias), batch norm, ReLU.
@@ -302,7 +315,7 @@ pub struct Encoder {
 }
 
 impl Encoder {
-    fn new(arch: &Architecture, init: &mut Initialiser) -> Result<Self> {
+    pub(crate) fn new(arch: &Architecture, init: &mut Initialiser) -> Result<Self> {
         let mut blocks = Vec::with_capacity(4);
         let mut in_channels = arch.in_channels;
         for (out_channels, stride) in arch.block_channels().into_iter().zip(BLOCK_STRIDES) {
@@ -341,6 +354,48 @@ impl Encoder {
     /// The batch-norm layers, in order.
     pub fn norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm> {
         self.blocks.iter_mut().map(|b| &mut b.norm)
+    }
+
+    /// Appends the trainable tensors, named `{prefix}features.{i}.…`.
+    pub(crate) fn trainable_into(&self, prefix: &str, out: &mut Vec<NamedVar>) {
+        for (i, block) in self.blocks.iter().enumerate() {
+            let names = [
+                (format!("{prefix}features.{i}.0.weight"), &block.weight),
+                (format!("{prefix}features.{i}.1.weight"), &block.norm.weight),
+                (format!("{prefix}features.{i}.1.bias"), &block.norm.bias),
+            ];
+            for (name, var) in names {
+                out.push(NamedVar::new(name, var));
+            }
+        }
+    }
+
+    /// Appends every tensor (batch-norm statistics included), named `{prefix}features.…`.
+    pub(crate) fn tensors_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+        for (i, block) in self.blocks.iter().enumerate() {
+            out.push((
+                format!("{prefix}features.{i}.0.weight"),
+                block.weight.as_tensor().clone(),
+            ));
+            block
+                .norm
+                .tensors(&format!("{prefix}features.{i}.1"), out)?;
+        }
+        Ok(())
+    }
+
+    /// Sets every tensor from `weights`, named `{prefix}features.…`.
+    pub(crate) fn load_from(&mut self, prefix: &str, weights: &WeightSource) -> Result<()> {
+        for (i, block) in self.blocks.iter_mut().enumerate() {
+            let name = format!("{prefix}features.{i}.0.weight");
+            block
+                .weight
+                .set(&weights.get(&name, block.weight.dims())?)?;
+            block
+                .norm
+                .load(&format!("{prefix}features.{i}.1"), weights)?;
+        }
+        Ok(())
     }
 }
 
@@ -405,13 +460,21 @@ pub struct NamedVar {
     pub decay: bool,
 }
 
+impl NamedVar {
+    /// A tensor that decays when it has more than one dimension (a weight matrix or kernel).
+    pub(crate) fn new(name: String, var: &Var) -> Self {
+        Self {
+            name,
+            decay: var.rank() > 1,
+            var: var.clone(),
+        }
+    }
+}
+
 impl SimclrModel {
     /// A freshly initialised model; the same seed gives the same weights.
     pub fn new(arch: Architecture, seed: u64) -> Result<Self> {
-        let mut init = Initialiser {
-            seed,
-            next_index: 0,
-        };
+        let mut init = Initialiser::new(seed);
         let encoder = Encoder::new(&arch, &mut init)?;
         let head = ProjectionHead::new(&arch, &mut init)?;
         Ok(Self {
@@ -430,19 +493,8 @@ impl SimclrModel {
     /// The trainable tensors, named as in the safetensors file.
     pub fn trainable(&self) -> Vec<NamedVar> {
         let mut out = Vec::new();
-        let mut push = |name: String, var: &Var| {
-            let decay = var.rank() > 1;
-            out.push(NamedVar {
-                name,
-                var: var.clone(),
-                decay,
-            });
-        };
-        for (i, block) in self.encoder.blocks.iter().enumerate() {
-            push(format!("features.{i}.0.weight"), &block.weight);
-            push(format!("features.{i}.1.weight"), &block.norm.weight);
-            push(format!("features.{i}.1.bias"), &block.norm.bias);
-        }
+        self.encoder.trainable_into("", &mut out);
+        let mut push = |name: String, var: &Var| out.push(NamedVar::new(name, var));
         for (k, layer) in self.head.hidden.iter().enumerate() {
             push(format!("head.{}.weight", 3 * k), &layer.weight);
             push(format!("head.{}.weight", 3 * k + 1), &layer.norm.weight);
@@ -458,13 +510,7 @@ impl SimclrModel {
     /// the safetensors file, in a fixed order.
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
-        for (i, block) in self.encoder.blocks.iter().enumerate() {
-            out.push((
-                format!("features.{i}.0.weight"),
-                block.weight.as_tensor().clone(),
-            ));
-            block.norm.tensors(&format!("features.{i}.1"), &mut out)?;
-        }
+        self.encoder.tensors_into("", &mut out)?;
         for (k, layer) in self.head.hidden.iter().enumerate() {
             out.push((
                 format!("head.{}.weight", 3 * k),
@@ -496,23 +542,9 @@ impl SimclrModel {
     /// Loads a model of architecture `arch` from a safetensors file; every tensor must be
     /// present with the right shape.
     pub fn load(arch: Architecture, path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| latent_core::Error::io(path, "reading the model weights", e))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
-            TrainError::Model {
-                path: path.to_path_buf(),
-                what: format!("not a safetensors file ({e})"),
-            }
-        })?;
-        let weights = WeightSource { path, tensors };
-
+        let weights = WeightSource::open(path)?;
         let mut model = Self::new(arch, 0)?;
-        for (i, block) in model.encoder.blocks.iter_mut().enumerate() {
-            block
-                .weight
-                .set(&weights.get(&format!("features.{i}.0.weight"), block.weight.dims())?)?;
-            block.norm.load(&format!("features.{i}.1"), &weights)?;
-        }
+        model.encoder.load_from("", &weights)?;
         for (k, layer) in model.head.hidden.iter_mut().enumerate() {
             layer
                 .weight
@@ -530,6 +562,126 @@ impl SimclrModel {
 
     /// The input channels recorded in a weights file (the first convolution's `in`).
     pub fn in_channels_of(path: &Path) -> Result<usize> {
+        let weights = WeightSource::open(path)?;
+        Ok(weights.raw("features.0.0.weight")?.dim(1)?)
+    }
+}
+
+/// What a run trains: `[train] objective`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Objective {
+    /// Encoder and projection head on NT-Xent over two views.
+    Simclr,
+    /// Encoder and mirrored decoder on mean squared error over one view.
+    Autoencoder,
+}
+
+impl Objective {
+    /// Parses the `[train] objective` value.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "simclr" => Ok(Objective::Simclr),
+            "autoencoder" => Ok(Objective::Autoencoder),
+            other => Err(TrainError::Setting {
+                key: "objective",
+                value: other.to_string(),
+                expected: "\"simclr\" or \"autoencoder\"",
+            }),
+        }
+    }
+}
+
+/// A model of either family, for the code that does not care which (optimiser,
+/// checkpoints, export of the encoder).
+#[derive(Debug)]
+pub enum Model {
+    Simclr(SimclrModel),
+    Autoencoder(crate::autoencoder::AutoencoderModel),
+}
+
+impl Model {
+    pub fn objective(&self) -> Objective {
+        match self {
+            Model::Simclr(_) => Objective::Simclr,
+            Model::Autoencoder(_) => Objective::Autoencoder,
+        }
+    }
+
+    pub fn arch(&self) -> Architecture {
+        match self {
+            Model::Simclr(m) => m.arch,
+            Model::Autoencoder(m) => m.arch,
+        }
+    }
+
+    /// The encoder, whose pooled output is the embedding (the bottleneck of the
+    /// autoencoder).
+    pub fn encoder(&self) -> &Encoder {
+        match self {
+            Model::Simclr(m) => &m.encoder,
+            Model::Autoencoder(m) => &m.encoder,
+        }
+    }
+
+    /// The encoder, taking the model apart.
+    pub fn into_encoder(self) -> Encoder {
+        match self {
+            Model::Simclr(m) => m.encoder,
+            Model::Autoencoder(m) => m.encoder,
+        }
+    }
+
+    /// The trainable tensors, named as in the safetensors file.
+    pub fn trainable(&self) -> Vec<NamedVar> {
+        match self {
+            Model::Simclr(m) => m.trainable(),
+            Model::Autoencoder(m) => m.trainable(),
+        }
+    }
+
+    /// Every tensor, named as in the safetensors file.
+    pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        match self {
+            Model::Simclr(m) => m.tensors(),
+            Model::Autoencoder(m) => m.tensors(),
+        }
+    }
+
+    /// The model as safetensors bytes.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        let tensors = self.tensors()?;
+        safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+            .map_err(|e| TrainError::Tensor(candle_core::Error::wrap(e)))
+    }
+
+    /// Loads a model of the given family and architecture from a safetensors file.
+    pub fn load(objective: Objective, arch: Architecture, path: &Path) -> Result<Self> {
+        Ok(match objective {
+            Objective::Simclr => Model::Simclr(SimclrModel::load(arch, path)?),
+            Objective::Autoencoder => {
+                Model::Autoencoder(crate::autoencoder::AutoencoderModel::load(arch, path)?)
+            }
+        })
+    }
+
+    /// The input channels recorded in a weights file of the given family.
+    pub fn in_channels_of(objective: Objective, path: &Path) -> Result<usize> {
+        match objective {
+            Objective::Simclr => SimclrModel::in_channels_of(path),
+            Objective::Autoencoder => crate::autoencoder::AutoencoderModel::in_channels_of(path),
+        }
+    }
+}
+
+/// Named tensors read from a file, with errors that name the file and the tensor.
+pub(crate) struct WeightSource<'a> {
+    path: &'a Path,
+    tensors: HashMap<String, Tensor>,
+}
+
+impl<'a> WeightSource<'a> {
+    /// Reads every tensor of the safetensors file at `path`.
+    pub(crate) fn open(path: &'a Path) -> Result<Self> {
         let bytes = std::fs::read(path)
             .map_err(|e| latent_core::Error::io(path, "reading the model weights", e))?;
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| {
@@ -538,26 +690,25 @@ impl SimclrModel {
                 what: format!("not a safetensors file ({e})"),
             }
         })?;
-        let weights = WeightSource { path, tensors };
-        Ok(weights.raw("features.0.0.weight")?.dim(1)?)
+        Ok(Self { path, tensors })
     }
-}
 
-/// Named tensors read from a file, with errors that name the file and the tensor.
-struct WeightSource<'a> {
-    path: &'a Path,
-    tensors: HashMap<String, Tensor>,
-}
+    /// A "the file does not fit the model" error naming the file.
+    pub(crate) fn mismatch(&self, what: String) -> TrainError {
+        TrainError::Model {
+            path: self.path.to_path_buf(),
+            what,
+        }
+    }
 
-impl WeightSource<'_> {
-    fn raw(&self, name: &str) -> Result<&Tensor> {
+    pub(crate) fn raw(&self, name: &str) -> Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| TrainError::Model {
             path: self.path.to_path_buf(),
             what: format!("tensor '{name}' is missing"),
         })
     }
 
-    fn get(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
+    pub(crate) fn get(&self, name: &str, dims: &[usize]) -> Result<Tensor> {
         let tensor = self.raw(name)?;
         if tensor.dims() != dims {
             return Err(TrainError::Model {

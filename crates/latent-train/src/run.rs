@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, sync_channel};
 use std::time::{Duration, Instant};
 
-use arrow::array::{AsArray, Float64Array, RecordBatch, UInt32Array, UInt64Array};
+use arrow::array::{Array, AsArray, Float64Array, RecordBatch, UInt32Array, UInt64Array};
 use arrow::datatypes::{DataType, Field, Float64Type, Schema, UInt32Type, UInt64Type};
 use candle_core::{Device, Tensor};
 use latent_core::atomic::{self, AtomicFile};
@@ -21,10 +21,11 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde::Serialize;
 use tracing::{debug, info, info_span, warn};
 
+use crate::autoencoder::{AutoencoderModel, mse};
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::loss::{nt_xent, positive_top1};
-use crate::model::{Architecture, Backend, HeadKind, SimclrModel};
+use crate::model::{Architecture, Backend, HeadKind, Model, Objective, SimclrModel};
 use crate::optim::{AdamW, AdamWParams, Schedule};
 use crate::views::{ViewBatch, ViewsInfo, ViewsStream};
 
@@ -62,12 +63,15 @@ pub struct TrainSummary {
     /// Images per second of this invocation, data waits included.
     pub images_per_s: f64,
     pub final_loss: Option<f64>,
+    /// None for the autoencoder, which has no pairs of views to match.
     pub final_positive_top1: Option<f64>,
     /// Mean loss of the last epoch trained.
     pub last_epoch_loss: Option<f64>,
     /// Fraction of the wall time spent waiting for the next batch of views.
     pub data_wait_fraction: f64,
     pub stopped_by: String,
+    /// "simclr" or "autoencoder".
+    pub objective: String,
     pub seed: u64,
     pub backend: String,
     pub views_channels: usize,
@@ -82,20 +86,23 @@ pub struct TrainSummary {
 pub struct StepRecord {
     pub step: u64,
     pub epoch: u32,
+    /// NT-Xent for SimCLR, mean squared error (normalised units) for the autoencoder.
     pub loss: f64,
     pub lr: f64,
-    pub positive_top1: f64,
+    /// Fraction of views whose pair ranks first; None (null) for the autoencoder.
+    pub positive_top1: Option<f64>,
     pub images_per_s: f64,
 }
 
 /// The parts of `[train]` that are choices, parsed.
 struct Settings {
+    objective: Objective,
     arch: Architecture,
     schedule: Schedule,
     backend: Backend,
 }
 
-fn parse_settings(config: &PipelineConfig, info: &ViewsInfo) -> Result<Settings> {
+fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Result<Settings> {
     let train = &config.train;
     let expect = |key: &'static str, value: &str, allowed: &'static str, ok: bool| {
         if ok {
@@ -108,12 +115,14 @@ fn parse_settings(config: &PipelineConfig, info: &ViewsInfo) -> Result<Settings>
             })
         }
     };
-    expect(
-        "objective",
-        &train.objective,
-        "\"simclr\" (the autoencoder is not built yet)",
-        train.objective == "simclr",
-    )?;
+    let objective = Objective::parse(&train.objective)?;
+    if objective == Objective::Autoencoder && !info.size.is_multiple_of(8) {
+        return Err(TrainError::Input {
+            input: format!("{name} ([train] objective = \"autoencoder\")"),
+            expected: "views whose side is a multiple of 8 (the decoder doubles it 3 times)".into(),
+            found: format!("{0}x{0} views", info.size),
+        });
+    }
     expect(
         "encoder",
         &train.encoder,
@@ -146,6 +155,7 @@ fn parse_settings(config: &PipelineConfig, info: &ViewsInfo) -> Result<Settings>
     )?;
 
     Ok(Settings {
+        objective,
         arch: Architecture {
             in_channels: info.channels,
             width: train.width,
@@ -202,7 +212,8 @@ struct EpochTally {
     epoch: Option<u32>,
     steps: u64,
     loss: f64,
-    top1: f64,
+    /// Sum of the steps' positive top-1 (SimCLR only).
+    top1: Option<f64>,
     images: u64,
     started: Option<Instant>,
 }
@@ -216,14 +227,19 @@ impl EpochTally {
         }
         let mean_loss = self.loss / self.steps as f64;
         let seconds = self.started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-        info!(
-            epoch,
-            steps = self.steps,
-            loss = format!("{mean_loss:.4}"),
-            positive_top1 = format!("{:.3}", self.top1 / self.steps as f64),
-            images_per_s = format!("{:.1}", self.images as f64 / seconds.max(1e-9)),
-            "epoch done"
-        );
+        let images_per_s = format!("{:.1}", self.images as f64 / seconds.max(1e-9));
+        let loss = format!("{mean_loss:.4}");
+        match self.top1 {
+            Some(top1) => info!(
+                epoch,
+                steps = self.steps,
+                loss,
+                positive_top1 = format!("{:.3}", top1 / self.steps as f64),
+                images_per_s,
+                "epoch done"
+            ),
+            None => info!(epoch, steps = self.steps, loss, images_per_s, "epoch done"),
+        }
         *self = EpochTally::default();
         Some(mean_loss)
     }
@@ -241,7 +257,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     let train_config = &config.train;
     let info = stream.info.clone();
     let input_name = stream.name.clone();
-    let settings = parse_settings(config, &info)?;
+    let settings = parse_settings(config, &input_name, &info)?;
 
     let seed = config.run.seed;
     let adamw = AdamWParams {
@@ -251,7 +267,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     let checkpoint_path = options.out.join(checkpoint::FILE);
     let (mut model, mut optimizer, position, mut steps) = if options.resume {
         let (model, optimizer, position) =
-            checkpoint::load(&checkpoint_path, settings.arch, adamw)?;
+            checkpoint::load(&checkpoint_path, settings.objective, settings.arch, adamw)?;
         let mut steps = read_steps(&options.out.join(files::STEPS))?;
         steps.truncate(position.steps as usize);
         info!(
@@ -262,7 +278,12 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         );
         (model, optimizer, position, steps)
     } else {
-        let model = SimclrModel::new(settings.arch, seed)?;
+        let model = match settings.objective {
+            Objective::Simclr => Model::Simclr(SimclrModel::new(settings.arch, seed)?),
+            Objective::Autoencoder => {
+                Model::Autoencoder(AutoencoderModel::new(settings.arch, info.size, seed)?)
+            }
+        };
         let optimizer = AdamW::new(model.trainable(), adamw)?;
         (
             model,
@@ -282,7 +303,11 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         images_per_epoch = ?info.images_per_epoch,
         batch_size = train_config.batch_size,
         planned_steps = ?planned,
-        "training SimCLR on small-cnn"
+        "training {} on small-cnn",
+        match settings.objective {
+            Objective::Simclr => "SimCLR (NT-Xent on two views)",
+            Objective::Autoencoder => "the autoencoder (MSE on view1; view2 is not read)",
+        }
     );
 
     let receiver = spawn_reader(stream, train_config.batch_size, position.rows_consumed);
@@ -365,10 +390,12 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
             positive_top1: top1,
             images_per_s: images as f64 / step_started.elapsed().as_secs_f64().max(1e-9),
         };
-        debug!(step = record.step, loss, top1, "step");
+        debug!(step = record.step, loss, top1 = ?top1, "step");
         tally.steps += 1;
         tally.loss += loss;
-        tally.top1 += top1;
+        if let Some(top1) = top1 {
+            *tally.top1.get_or_insert(0.0) += top1;
+        }
         tally.images += images as u64;
         steps.push(record);
         bar.inc(1);
@@ -404,10 +431,11 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         wall_s: wall,
         images_per_s: (images_seen - position.images_seen) as f64 / wall.max(1e-9),
         final_loss: steps.last().map(|s| s.loss),
-        final_positive_top1: steps.last().map(|s| s.positive_top1),
+        final_positive_top1: steps.last().and_then(|s| s.positive_top1),
         last_epoch_loss,
         data_wait_fraction: timings.data_wait.as_secs_f64() / wall.max(1e-9),
         stopped_by,
+        objective: train_config.objective.clone(),
         seed,
         backend: format!("{:?}", settings.backend).to_lowercase(),
         views_channels: info.channels,
@@ -441,10 +469,10 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     Ok(summary)
 }
 
-/// One optimisation step on a batch; returns (loss, positive top-1).
+/// One optimisation step on a batch; returns (loss, positive top-1 for SimCLR).
 #[allow(clippy::too_many_arguments)]
 fn train_step(
-    model: &mut SimclrModel,
+    model: &mut Model,
     optimizer: &mut AdamW,
     batch: &ViewBatch,
     info: &ViewsInfo,
@@ -452,7 +480,7 @@ fn train_step(
     lr: f64,
     temperature: f64,
     timings: &mut Timings,
-) -> Result<(f64, f64)> {
+) -> Result<(f64, Option<f64>)> {
     let n = batch.ids.len();
     let (c, s) = (info.channels, info.size);
 
@@ -460,11 +488,19 @@ fn train_step(
     let (loss, logits) = {
         let _span = info_span!("forward").entered();
         let view1 = Tensor::from_slice(&batch.view1, (n, c, s, s), &Device::Cpu)?;
-        let view2 = Tensor::from_slice(&batch.view2, (n, c, s, s), &Device::Cpu)?;
-        let views = Tensor::cat(&[view1, view2], 0)?;
-        let projections = model.forward_train(&views, settings.backend)?;
-        let out = nt_xent(&projections, temperature)?;
-        (out.loss, out.logits)
+        match model {
+            Model::Simclr(model) => {
+                let view2 = Tensor::from_slice(&batch.view2, (n, c, s, s), &Device::Cpu)?;
+                let views = Tensor::cat(&[view1, view2], 0)?;
+                let projections = model.forward_train(&views, settings.backend)?;
+                let out = nt_xent(&projections, temperature)?;
+                (out.loss, Some(out.logits))
+            }
+            Model::Autoencoder(model) => {
+                let (_, reconstruction) = model.forward_train(&view1, settings.backend)?;
+                (mse(&reconstruction, &view1)?, None)
+            }
+        }
     };
     timings.forward += started.elapsed();
 
@@ -483,7 +519,8 @@ fn train_step(
     timings.update += started.elapsed();
 
     let loss = loss.to_scalar::<f32>()? as f64;
-    Ok((loss, positive_top1(&logits)?))
+    let top1 = logits.map(|l| positive_top1(&l)).transpose()?;
+    Ok((loss, top1))
 }
 
 /// The config written beside the model: the run's config, with `[augment]` replaced by
@@ -503,7 +540,7 @@ fn resolved_config(config: &PipelineConfig, info: &ViewsInfo) -> PipelineConfig 
 
 fn write_outputs(
     out: &Path,
-    model: &SimclrModel,
+    model: &Model,
     config: &PipelineConfig,
     info: &ViewsInfo,
     summary: &TrainSummary,
@@ -547,7 +584,7 @@ pub fn steps_schema() -> Arc<Schema> {
             Field::new("epoch", DataType::UInt32, false),
             Field::new("loss", DataType::Float64, false),
             Field::new("lr", DataType::Float64, false),
-            Field::new("positive_top1", DataType::Float64, false),
+            Field::new("positive_top1", DataType::Float64, true),
             Field::new("images_per_s", DataType::Float64, false),
         ])
         .with_metadata(schema::table_metadata(schema::kind::STEPS)),
@@ -568,7 +605,9 @@ fn write_steps(
             Arc::new(UInt32Array::from_iter_values(steps.iter().map(|s| s.epoch))),
             column(|s| s.loss),
             column(|s| s.lr),
-            column(|s| s.positive_top1),
+            Arc::new(Float64Array::from_iter(
+                steps.iter().map(|s| s.positive_top1),
+            )),
             column(|s| s.images_per_s),
         ],
     )?;
@@ -632,7 +671,7 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
                 epoch: epoch.value(row),
                 loss: loss.value(row),
                 lr: lr.value(row),
-                positive_top1: top1.value(row),
+                positive_top1: top1.is_valid(row).then(|| top1.value(row)),
                 images_per_s: speed.value(row),
             });
         }
@@ -643,7 +682,8 @@ pub fn read_steps(path: &Path) -> Result<Vec<StepRecord>> {
 /// A trained model read back from its folder, with the config it was trained under.
 #[derive(Debug)]
 pub struct TrainedModel {
-    pub model: SimclrModel,
+    /// The model, of the family `config.train.objective` names.
+    pub model: Model,
     pub config: PipelineConfig,
     /// Path of the weights file.
     pub weights: PathBuf,
@@ -653,14 +693,15 @@ pub struct TrainedModel {
 pub fn load_model_dir(dir: &Path) -> Result<TrainedModel> {
     let weights = dir.join(files::MODEL);
     let config = PipelineConfig::load(&dir.join(files::CONFIG))?;
-    let in_channels = SimclrModel::in_channels_of(&weights)?;
+    let objective = Objective::parse(&config.train.objective)?;
+    let in_channels = Model::in_channels_of(objective, &weights)?;
     let arch = Architecture {
         in_channels,
         width: config.train.width,
         head: HeadKind::parse(&config.train.head)?,
         projection_dim: config.train.projection_dim,
     };
-    let model = SimclrModel::load(arch, &weights)?;
+    let model = Model::load(objective, arch, &weights)?;
     Ok(TrainedModel {
         model,
         config,

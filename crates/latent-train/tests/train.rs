@@ -121,8 +121,8 @@ fn a_run_writes_every_output_and_trains_the_short_last_batch() {
     let config = PipelineConfig::load(&out.join("config.toml")).unwrap();
     assert_eq!(config.train.width, 0.25);
     let loaded = load_model_dir(&out).unwrap();
-    assert_eq!(loaded.model.arch.embedding_dim(), 64);
-    assert_eq!(loaded.model.encoder.blocks[0].norm.num_batches_tracked, 6);
+    assert_eq!(loaded.model.arch().embedding_dim(), 64);
+    assert_eq!(loaded.model.encoder().blocks[0].norm.num_batches_tracked, 6);
 }
 
 #[test]

@@ -14,11 +14,14 @@ use latent_export::{ExportOptions, ModelSource, export};
 /// Reads IMAGES (a Parquet image table from latent-ingest, or a folder of its shards) and
 /// the model folder written by latent-train (model.safetensors + config.toml), and writes
 /// the latent table (id, label, label_name, split, embedding) as Parquet. The embedding
-/// is the encoder's pooled output in eval mode, without augmentation.
+/// is the encoder's pooled output in eval mode, without augmentation: for a SimCLR model
+/// the encoder before the projection head, for an autoencoder model ([train] objective =
+/// "autoencoder") its bottleneck, recorded as latent.representation =
+/// "autoencoder-bottleneck" in the table's metadata.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  latent-export runs/x/images.parquet --model runs/x/simclr --out runs/x/latent.parquet\n  latent-export runs/x/images.parquet --random-init --seed 0 --out runs/x/latent_random.parquet"
+    after_help = "Examples:\n  latent-export runs/x/images.parquet --model runs/x/simclr --out runs/x/latent.parquet\n  latent-export runs/x/images.parquet --model runs/x/autoencoder --out runs/x/latent_ae.parquet\n  latent-export runs/x/images.parquet --random-init --seed 0 --out runs/x/latent_random.parquet"
 )]
 struct Args {
     /// Image table (Parquet file or folder of shards).

@@ -1,4 +1,5 @@
-//! `latent-train`: trains SimCLR on a views stream and writes the model folder.
+//! `latent-train`: trains SimCLR or the autoencoder on a views stream and writes the model
+//! folder.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,18 +10,29 @@ use latent_core::config::PipelineConfig;
 use latent_core::logging::{self, Verbosity};
 use latent_train::{TrainOptions, train};
 
-/// Train the small-cnn encoder with SimCLR (NT-Xent) on views from latent-augment.
+/// Train the small-cnn encoder with SimCLR (NT-Xent) or as an autoencoder on views from
+/// latent-augment.
 ///
 /// Reads an Arrow IPC views stream (a file, or `-` for stdin so that `latent-augment |
-/// latent-train` works) and writes to --out: model.safetensors (encoder, head and
+/// latent-train` works) and writes to --out: model.safetensors (encoder, head or decoder,
 /// batch-norm statistics, PyTorch state_dict names), config.toml (the config used),
 /// steps.parquet (loss, lr, positive top-1 and speed per step), summary.json and
 /// checkpoint.safetensors (model + AdamW state + stream position, for --resume; also
 /// every `[train] checkpoint_every` steps).
+///
+/// `[train] objective = "simclr"` (default) trains encoder + projection head on NT-Xent
+/// between view1 and view2. `[train] objective = "autoencoder"` trains encoder + mirrored
+/// decoder (views' side a multiple of 8) on the mean squared error between the decoder's
+/// output and view1; view2 is read but ignored, because an autoencoder reconstructs one
+/// image and has no pairs to match, and its positive_top1 column is null. The peer trains
+/// the autoencoder on the plain images, so give it views with `[augment]` crop_scale =
+/// [1.0, 1.0], crop_ratio = [1.0, 1.0], flip_p = 0, jitter_p = 0, grayscale_p = 0,
+/// blur_p = 0 (view1 is then the normalised image) and `[train] weight_decay = 0` (AdamW
+/// without decay is the peer's Adam).
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Example:\n  latent-augment images.parquet --config pipelines/x.toml \\\n    | latent-train - --out runs/x/simclr --config pipelines/x.toml --max-minutes 10"
+    after_help = "Example:\n  latent-augment images.parquet --config pipelines/x.toml \\\n    | latent-train - --out runs/x/simclr --config pipelines/x.toml --max-minutes 10\n  latent-augment images.parquet --config pipelines/ae.toml \\\n    | latent-train - --out runs/x/autoencoder --config pipelines/ae.toml"
 )]
 struct Args {
     /// Views stream to read (`-`: stdin).
