@@ -309,6 +309,13 @@ fn im2col(g: &ConvGeometry, input: &[f32], images: usize, columns: &mut [f32]) {
                 out[hi..].fill(0.0);
                 if g.stride == 1 {
                     out[lo..hi].copy_from_slice(&source[first..first + (hi - lo)]);
+                } else if g.stride == 2 {
+                    // A literal stride lets LLVM vectorise the gather as interleaved loads.
+                    let count = hi - lo;
+                    let source = &source[first..first + 2 * count - 1];
+                    for (i, value) in out[lo..hi].iter_mut().enumerate() {
+                        *value = source[2 * i];
+                    }
                 } else {
                     // Chunks of `stride` inputs, first element each: cheaper than step_by.
                     let picked = source[first..].chunks(g.stride);
