@@ -23,6 +23,8 @@ pub enum Reason {
     TooLarge,
     /// The file could not be opened or read (permissions, I/O error).
     Unreadable,
+    /// A file named by a manifest does not exist.
+    MissingFile,
     /// A symbolic link that points nowhere or into a loop.
     BrokenLink,
     /// The file or folder name is not valid UTF-8, so it cannot be recorded as `source`.
@@ -40,6 +42,7 @@ impl Reason {
             Reason::DecodeError => "decode-error",
             Reason::TooLarge => "too-large",
             Reason::Unreadable => "unreadable",
+            Reason::MissingFile => "missing-file",
             Reason::BrokenLink => "broken-link",
             Reason::NonUtf8Name => "non-utf8-name",
             Reason::Duplicate => "duplicate",

@@ -13,6 +13,7 @@ pub mod decode;
 pub mod error;
 pub mod folder;
 pub mod layout;
+pub mod manifest;
 mod pipeline;
 pub mod tar_source;
 pub mod writer;
@@ -41,8 +42,9 @@ pub const CLASS_NAMES_KEY: &str = "latent.ingest.class_names";
 /// What kind of source to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum SourceFormat {
-    /// Decide from the path: `.tar` archive, `.parquet` table, a folder of IDX files or
-    /// CIFAR batches, otherwise an image folder.
+    /// Decide from the path: `.tar` archive, `.csv` manifest, `.parquet` image table (or
+    /// manifest, when it has a `path` column and no pixels), a folder of IDX files or CIFAR
+    /// batches, otherwise an image folder.
     #[default]
     Auto,
     /// `<root>/<class>/<image>`, optionally under `train/`, `test/` and `val/`.
@@ -55,6 +57,8 @@ pub enum SourceFormat {
     Cifar,
     /// An image table; ids, labels and splits are kept.
     Parquet,
+    /// A CSV or Parquet table with a `path` column and optional `label` and `split`.
+    Manifest,
 }
 
 /// What to do with images whose pixels equal an earlier image's.
@@ -179,13 +183,17 @@ pub fn detect_format(source: &Path) -> Result<SourceFormat> {
         let name = source.to_string_lossy().to_lowercase();
         return if name.ends_with(".tar") {
             Ok(SourceFormat::Tar)
+        } else if name.ends_with(".csv") {
+            Ok(SourceFormat::Manifest)
+        } else if name.ends_with(".parquet") && manifest::is_parquet_manifest(source) {
+            Ok(SourceFormat::Manifest)
         } else if name.ends_with(".parquet") {
             Ok(SourceFormat::Parquet)
         } else {
             Err(IngestError::source(
                 source,
-                "a file source must be a .tar archive or a .parquet image table; \
-                 give --format to say what it is",
+                "a file source must be a .tar archive, a .csv manifest or a .parquet image \
+                 table or manifest; give --format to say what it is",
             ))
         };
     }
@@ -229,6 +237,7 @@ pub fn ingest(options: &IngestOptions) -> Result<Summary> {
         SourceFormat::Idx => ingest_arrays(options, arrays::read_idx(&options.source)?)?,
         SourceFormat::Cifar => ingest_arrays(options, arrays::read_cifar(&options.source)?)?,
         SourceFormat::Parquet => ingest_table(options)?,
+        SourceFormat::Manifest => ingest_manifest(options)?,
     };
     summary.format = Some(format);
     summary.seconds = start.elapsed().as_secs_f64();
@@ -251,6 +260,13 @@ fn ingest_folder(options: &IngestOptions) -> Result<Summary> {
         ));
     }
     let plan = layout::plan(listing.candidates, listing.empty_classes, &options.split);
+    ingest_files(options, plan)
+}
+
+/// Ingests the files a manifest lists; ids are row positions, given splits are kept.
+fn ingest_manifest(options: &IngestOptions) -> Result<Summary> {
+    let candidates = manifest::list_manifest(&options.source, options.unlabelled)?;
+    let plan = layout::plan_in_order(candidates, [], &options.split);
     ingest_files(options, plan)
 }
 

@@ -88,7 +88,10 @@ fn decode_file(path: &Path) -> Result<Pixels, Rejection> {
         buffer.clear();
         std::fs::File::open(path)
             .and_then(|mut file| std::io::Read::read_to_end(&mut file, buffer))
-            .map_err(|e| Rejection::new(Reason::Unreadable, e.to_string()))?;
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => Rejection::new(Reason::MissingFile, e.to_string()),
+                _ => Rejection::new(Reason::Unreadable, e.to_string()),
+            })?;
         decode::decode_image(buffer)
     })
 }

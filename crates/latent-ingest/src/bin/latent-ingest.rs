@@ -17,7 +17,10 @@ use latent_ingest::{
 const AFTER_HELP: &str = "\
 Reads: an image folder <root>/<class>/<image> (or <root>/{train,test,val}/<class>/<image>),
 a .tar archive of one, MNIST-style IDX files (raw or .gz), CIFAR-10/100 binary batches,
-or an existing image table (.parquet; its ids and splits are kept).
+an existing image table (.parquet; its ids and splits are kept), or a manifest (.csv, or
+.parquet without pixels) with a path column (relative to the manifest's folder, or
+absolute) and optional label (class name) and split columns; ids are its row numbers and
+a missing file is a reject. Images directly in a folder's root are unlabelled.
 Writes: the image table (--out) and the rejects table (path, reason, detail), which is
 <out stem>.rejects.parquet beside --out unless --rejects is given. Both appear only when
 complete. Without split folders, --test-fraction of each class is held out as test.
@@ -30,6 +33,7 @@ a row of the rejects table, never an error.
 Examples:
   latent-ingest data/cifar10-small --out runs/a/images.parquet
   latent-ingest photos/ --out images.parquet --test-fraction 0.1 --resize 64x64 --mode rgb
+  latent-ingest shots/manifest.csv --out images.parquet --resize 32x32
   latent-ingest --config pipelines/smoke.toml --out runs/smoke/images.parquet";
 
 /// Turn a folder of images (or an archive, IDX or CIFAR files) into a Parquet image table.
