@@ -177,6 +177,7 @@ pub fn loss_picture(curves: &StepCurves, out: &Path) -> Result<Picture> {
             .configure_mesh()
             .x_desc("step")
             .y_desc("loss")
+            .x_label_formatter(&|step| format!("{step:.0}"))
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()?;
