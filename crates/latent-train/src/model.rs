@@ -1,4 +1,6 @@
 //! The `small-cnn` encoder and the SimCLR projection head, on candle (CPU, f32, NCHW).
+//! [`Model`] holds either family (this SimCLR model or the [`crate::autoencoder`]) for the
+//! code that handles both: the optimiser, checkpoints and export.
 //!
 //! The architecture is the peer's `SmallCNN` (see `shared/peers/README.md`): four blocks of
 //! [3x3 convolution without bias, batch norm, ReLU] with 32/64/128/256 channels (times the
