@@ -183,9 +183,9 @@ pub fn detect_format(source: &Path) -> Result<SourceFormat> {
         let name = source.to_string_lossy().to_lowercase();
         return if name.ends_with(".tar") {
             Ok(SourceFormat::Tar)
-        } else if name.ends_with(".csv") {
-            Ok(SourceFormat::Manifest)
-        } else if name.ends_with(".parquet") && manifest::is_parquet_manifest(source) {
+        } else if name.ends_with(".csv")
+            || (name.ends_with(".parquet") && manifest::is_parquet_manifest(source))
+        {
             Ok(SourceFormat::Manifest)
         } else if name.ends_with(".parquet") {
             Ok(SourceFormat::Parquet)

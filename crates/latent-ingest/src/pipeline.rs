@@ -100,7 +100,8 @@ fn decode_file(path: &Path) -> Result<Pixels, Rejection> {
 pub(crate) struct Sink {
     writer: ImageTableWriter,
     dedupe: Dedupe,
-    first_with_hash: HashMap<u64, String>,
+    /// The id of the first image with each pixel hash (ids, not names, keep this small).
+    first_with_hash: HashMap<u64, i64>,
     rejects: Vec<RejectRow>,
     summary: Summary,
     progress: ProgressBar,
@@ -165,7 +166,7 @@ impl Sink {
 
         if let Some(first) = self.first_with_hash.get(&hash) {
             self.summary.duplicates += 1;
-            tracing::debug!("{}: same pixels as {first}", row.source);
+            tracing::debug!("{}: same pixels as id {first}", row.source);
             if self.dedupe == Dedupe::Drop {
                 self.summary.duplicates_dropped += 1;
                 *self
@@ -176,12 +177,12 @@ impl Sink {
                 self.rejects.push(RejectRow {
                     path: row.source,
                     reason: Reason::Duplicate.as_str(),
-                    detail: format!("same pixels as {first}"),
+                    detail: format!("same pixels as id {first}, which is kept"),
                 });
                 return Ok(());
             }
         } else {
-            self.first_with_hash.insert(hash, row.source.clone());
+            self.first_with_hash.insert(hash, row.id);
         }
 
         self.summary.ingested += 1;

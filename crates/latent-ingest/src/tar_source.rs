@@ -2,12 +2,12 @@
 //!
 //! Two passes over the archive. The first reads only the headers (seeking over the
 //! data) to list the files, so that class names, labels, ids and the stratified split are
-//! known before any row is written. The second streams the entries in archive order,
+//! known before any row is written. The second streams the entries in archive order
+//! (finding each entry's row by its position among the file entries, not by name),
 //! reading the bytes of one row group at a time, so memory stays flat whatever the size
 //! of the archive. Paths inside the archive follow the folder layout of [`crate::folder`],
 //! files directly in the root (or in a split folder) included, which are unlabelled.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::io::Read;
 
@@ -17,8 +17,15 @@ use crate::layout::{self, Candidate, SPLIT_FOLDERS};
 use crate::pipeline::{Input, Job, Sink, run_pipeline};
 use crate::{IngestOptions, Summary};
 
-/// Lists the files of the archive as candidates (the locator is the entry path).
-fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
+/// What the first pass found: the candidates, whose locator is the position of the entry
+/// among the archive's file entries, and how many file entries there are.
+struct Listing {
+    candidates: Vec<Candidate<usize>>,
+    file_entries: usize,
+}
+
+/// Lists the files of the archive as candidates.
+fn list_tar(options: &IngestOptions) -> Result<Listing> {
     let path = &options.source;
     let file = File::open(path).map_err(|e| IngestError::io(path, "opening the archive", e))?;
     let mut archive = tar::Archive::new(file);
@@ -54,9 +61,10 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
             .is_some_and(|first| SPLIT_FOLDERS.contains(&first.as_str()))
     });
 
+    let file_entries = names.len();
     let mut candidates = Vec::new();
     let mut skipped = Vec::new();
-    for (name, utf8) in names {
+    for (ordinal, (name, utf8)) in names.into_iter().enumerate() {
         let parts = relative(&name);
         let (split, class, file) = match (has_splits, parts.as_slice()) {
             (true, [split, rest @ ..]) => {
@@ -91,7 +99,7 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
             split,
             class: class.filter(|_| !options.unlabelled).cloned(),
             rejected,
-            locator: name,
+            locator: ordinal,
         });
     }
     if let Some(first) = skipped.first() {
@@ -105,7 +113,10 @@ fn list_tar(options: &IngestOptions) -> Result<Vec<Candidate<String>>> {
             skipped.len()
         );
     }
-    Ok(candidates)
+    Ok(Listing {
+        candidates,
+        file_entries,
+    })
 }
 
 /// The one folder every entry sits under (as in `cifar10/train/cat/0.jpg`), unless it is a
@@ -129,7 +140,10 @@ fn common_top_folder(names: &[(String, bool)]) -> Option<String> {
 
 /// Ingests a tar archive of an image folder.
 pub fn ingest_tar(options: &IngestOptions) -> Result<Summary> {
-    let candidates = list_tar(options)?;
+    let Listing {
+        candidates,
+        file_entries,
+    } = list_tar(options)?;
     if candidates.is_empty() {
         return Err(IngestError::source(
             &options.source,
@@ -144,11 +158,14 @@ pub fn ingest_tar(options: &IngestOptions) -> Result<Summary> {
     );
     let sink = Sink::create(options, &plan.class_names, plan.files.len())?;
 
-    let mut wanted: HashMap<String, layout::Planned<String>> = plan
-        .files
-        .into_iter()
-        .map(|f| (f.locator.clone(), f))
-        .collect();
+    // The plan in archive order, indexed by file entry, so that the second pass finds each
+    // entry's row by position (a map keyed by name cost three times the memory).
+    let mut wanted: Vec<Option<layout::Planned<usize>>> = Vec::new();
+    wanted.resize_with(file_entries, || None);
+    for file in plan.files {
+        let ordinal = file.locator;
+        wanted[ordinal] = Some(file);
+    }
 
     let path = &options.source;
     let file = File::open(path).map_err(|e| IngestError::io(path, "opening the archive", e))?;
@@ -157,6 +174,7 @@ pub fn ingest_tar(options: &IngestOptions) -> Result<Summary> {
         .entries()
         .map_err(|e| IngestError::io(path, "reading the archive", e))?;
     let chunk_size = options.row_group_size;
+    let mut ordinal = 0;
 
     let chunks = std::iter::from_fn(|| {
         let mut chunk = Vec::with_capacity(chunk_size);
@@ -168,10 +186,23 @@ pub fn ingest_tar(options: &IngestOptions) -> Result<Summary> {
                     return Some(Err(IngestError::io(path, "reading an archive entry", e)));
                 }
             };
-            let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            let Some(planned) = wanted.remove(&name) else {
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            ordinal += 1;
+            let Some(planned) = wanted.get_mut(ordinal - 1).and_then(Option::take) else {
                 continue;
             };
+            if !String::from_utf8_lossy(&entry.path_bytes()).ends_with(&planned.rel) {
+                return Some(Err(IngestError::source(
+                    path,
+                    format!(
+                        "entry {ordinal} is not {} as in the first pass; did the archive \
+                         change while it was read?",
+                        planned.rel
+                    ),
+                )));
+            }
             let input = match planned.rejected {
                 Some(rejection) => Input::Rejected(rejection),
                 None => {
