@@ -28,9 +28,11 @@ use latent_core::image_table::{self, ImageTable};
 pub use error::{AnalyzeError, Result};
 use features::FeatureSet;
 use knn::KnnSettings;
+use probe::FractionResult;
 use probe::ProbeSettings;
 use report::{
-    FeatureSetReport, FeatureSetTimings, Inputs, NamedInput, Picture, Protocol, Report, Timings,
+    Confusion, FeatureSetReport, FeatureSetTimings, Inputs, NamedInput, Picture, Protocol, Report,
+    Timings,
 };
 
 /// The name the raw-pixel baseline is reported under (not allowed for a `--latent`).
@@ -193,34 +195,40 @@ fn latent_pictures(
         drawn.push(picture);
     }
 
-    let probe = scored.linear_probe.iter().min_by(|a, b| {
-        let distance = |f: f64| (f - CONFUSION_FRACTION).abs();
-        distance(a.fraction).total_cmp(&distance(b.fraction))
-    });
-    if let Some(probe) = probe {
-        let seed = probe
-            .per_seed
-            .iter()
-            .find(|s| s.seed == CONFUSION_SEED)
-            .or(probe.per_seed.first());
-        if let Some(seed) = seed {
-            let matrix =
-                pictures::confusion_matrix(&set.test_labels, &seed.test_predictions, set.classes());
-            let what = format!(
-                "linear probe at {}% labels (subset seed {})",
-                (probe.fraction * 1000.0).round() / 10.0,
-                seed.seed
-            );
-            drawn.push(pictures::confusion_picture(
-                &set.name,
-                &matrix,
-                &class_names,
-                &what,
-                &options.out,
-            )?);
-        }
+    if let Some(confusion) = &scored.confusion {
+        let what = format!(
+            "linear probe at {}% labels (subset seed {})",
+            (confusion.fraction * 1000.0).round() / 10.0,
+            confusion.seed
+        );
+        drawn.push(pictures::confusion_picture(
+            &set.name,
+            &confusion.counts,
+            &class_names,
+            &what,
+            &options.out,
+        )?);
     }
     Ok(drawn)
+}
+
+/// The confusion counts of the probe at the label fraction nearest [`CONFUSION_FRACTION`]
+/// and subset seed [`CONFUSION_SEED`] (else that fraction's first seed).
+fn confusion(set: &FeatureSet, linear_probe: &[FractionResult]) -> Option<Confusion> {
+    let distance = |f: f64| (f - CONFUSION_FRACTION).abs();
+    let probe = linear_probe
+        .iter()
+        .min_by(|a, b| distance(a.fraction).total_cmp(&distance(b.fraction)))?;
+    let seed = probe
+        .per_seed
+        .iter()
+        .find(|s| s.seed == CONFUSION_SEED)
+        .or(probe.per_seed.first())?;
+    Some(Confusion {
+        fraction: probe.fraction,
+        seed: seed.seed,
+        counts: pictures::confusion_matrix(&set.test_labels, &seed.test_predictions, set.classes()),
+    })
 }
 
 /// Every file name the analysis writes into `--out`.
@@ -363,6 +371,7 @@ fn score(
         + timings.knn
         + timings.clustering;
 
+    let confusion_counts = confusion(set, &linear_probe);
     FeatureSetReport {
         dim: set.dim(),
         classes: set.classes(),
@@ -374,6 +383,7 @@ fn score(
         linear_probe,
         knn,
         clustering,
+        confusion: confusion_counts,
         timings_s: timings,
     }
 }

@@ -84,7 +84,19 @@ pub struct FeatureSetReport {
     pub linear_probe: Vec<FractionResult>,
     pub knn: KnnScores,
     pub clustering: ClusterScores,
+    /// Confusion counts of one linear probe fit (none when there was no probe).
+    pub confusion: Option<Confusion>,
     pub timings_s: FeatureSetTimings,
+}
+
+/// Test rows by true and predicted class for the linear probe of one label subset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Confusion {
+    /// The label fraction and subset seed of the fit.
+    pub fraction: f64,
+    pub seed: u64,
+    /// `counts[true class][predicted class]`, classes x classes.
+    pub counts: Vec<Vec<usize>>,
 }
 
 /// Seconds spent on one feature set.

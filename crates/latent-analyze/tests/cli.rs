@@ -225,6 +225,27 @@ fn report_has_every_feature_set_and_inputs_are_left_untouched() {
     assert!(markdown.contains("| simclr | 8 |"), "{markdown}");
     assert!(markdown.contains("## Protocol"), "{markdown}");
 
+    // The confusion counts are of the 10% probe's first seed: they cover every test row
+    // and their diagonal is that fit's accuracy.
+    let confusion = &sets[1]["confusion"];
+    assert_eq!(confusion["fraction"], 0.1);
+    assert_eq!(confusion["seed"], 0);
+    let counts: Vec<Vec<u64>> = serde_json::from_value(confusion["counts"].clone()).unwrap();
+    assert_eq!(counts.len(), CLASSES);
+    let total: u64 = counts.iter().flatten().sum();
+    assert_eq!(total as usize, TEST_PER_CLASS * CLASSES);
+    for (class, row) in counts.iter().enumerate() {
+        assert_eq!(row.len(), CLASSES);
+        assert_eq!(
+            row.iter().sum::<u64>() as usize,
+            TEST_PER_CLASS,
+            "class {class}"
+        );
+    }
+    let diagonal: u64 = (0..CLASSES).map(|c| counts[c][c]).sum();
+    let accuracy = probes[1]["per_seed"][0]["accuracy"].as_f64().unwrap();
+    assert_eq!(diagonal as f64 / total as f64, accuracy);
+
     // Every picture is listed in report.json, embedded in report.md by a relative link
     // and written as a PNG into --out.
     let pictures = report["pictures"].as_array().unwrap();

@@ -14,7 +14,9 @@ use latent_core::image_table::{ImageRecord, ImageTable};
 const CLASSES: usize = 3;
 
 fn class_names() -> Vec<String> {
-    ["cat", "dog", "ship"].map(String::from).to_vec()
+    // One name outside ASCII (in the font) and one outside the font's subset (drawn as
+    // the font's missing-glyph shape, never a failure).
+    ["chat é", "dog 狗", "ship"].map(String::from).to_vec()
 }
 
 /// `per_class` rows of each class in 4-d: a class direction plus a small spread.

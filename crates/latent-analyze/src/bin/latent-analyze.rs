@@ -12,7 +12,9 @@ use latent_core::logging::{self, Verbosity};
 /// split, with the raw pixels of the image table as the first baseline.
 ///
 /// Reads the image table (--images) and each latent table (--latent NAME=PATH); writes
-/// report.json and report.md into --out. Input files are only read. Rows without a label,
+/// report.json, report.md and PNG pictures into --out: loss.png (with --steps), and for
+/// each latent table map_NAME.png (PCA of the test rows), confusion_NAME.png (10% label
+/// probe) and, for the first, neighbours_NAME.png. Input files are only read. Rows without a label,
 /// or in a split other than train and test, are left out (and counted in the report).
 #[derive(Debug, Parser)]
 #[command(
@@ -34,7 +36,7 @@ struct Cli {
     #[arg(long = "latent", value_name = "NAME=PATH", value_parser = parse_named)]
     latents: Vec<(String, PathBuf)>,
 
-    /// Steps table of the training run, for the final loss and positive top-1.
+    /// Steps table of the training run, for the final loss and positive top-1 and loss.png.
     #[arg(long)]
     steps: Option<PathBuf>,
 
@@ -42,7 +44,7 @@ struct Cli {
     #[arg(long)]
     config: Option<PathBuf>,
 
-    /// Folder to write report.json and report.md into (created if missing).
+    /// Folder to write report.json, report.md and the pictures into (created if missing).
     #[arg(long)]
     out: PathBuf,
 
