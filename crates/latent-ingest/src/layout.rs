@@ -329,6 +329,37 @@ mod tests {
     }
 
     #[test]
+    fn given_splits_are_kept_and_only_the_rest_is_split_per_class() {
+        let mut files = candidates(&[("a", 10)]);
+        for file in &mut files[..4] {
+            file.split = Some(split::VAL);
+        }
+        let mut unlabelled = candidates(&[("z", 5)]);
+        for file in &mut unlabelled {
+            file.class = None;
+        }
+        files.extend(unlabelled);
+
+        let plan = plan_in_order(files, [], &options(0.5));
+
+        assert_eq!(plan.class_names, ["a"]);
+        let count = |label: Option<i32>, name: &str| {
+            plan.files
+                .iter()
+                .filter(|f| f.label == label && f.split == name)
+                .count()
+        };
+        // Four given val; of the other six of class a, round(0.5 * 6) = 3 are test; the
+        // five unlabelled files are one group: round(2.5) = 3 test.
+        assert_eq!(count(Some(0), split::VAL), 4);
+        assert_eq!(count(Some(0), split::TEST), 3);
+        assert_eq!(count(None, split::TEST), 3);
+        assert_eq!(count(None, split::TRAIN), 2);
+        let ids: Vec<i64> = plan.files.iter().map(|f| f.id).collect();
+        assert_eq!(ids, (0..15).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn shard_text_is_parsed_and_checked() {
         assert_eq!("1/4".parse::<Shard>(), Ok(Shard { index: 1, count: 4 }));
         assert!("4/4".parse::<Shard>().is_err());
