@@ -214,7 +214,7 @@ pub fn prepare_encoder(
                 latent_core::Error::io(&trained.weights, "reading the model weights", e)
             })?;
             let in_channels = trained.model.arch().in_channels;
-            let (mean, std) = normalisation(&trained.config, table, in_channels);
+            let (mean, std) = views_normalisation(&trained.config, in_channels);
             let representation = match trained.model.objective() {
                 Objective::Simclr => "encoder",
                 Objective::Autoencoder => "autoencoder-bottleneck",
@@ -269,6 +269,17 @@ pub fn prepare_encoder(
             })
         }
     }
+}
+
+/// What the trained model's views were normalised with: the `[augment]` mean and std it
+/// recorded, or none (mean 0, std 1) when it recorded none, since augment then only scales
+/// to 0..1. Using anything else would feed the encoder inputs it never saw.
+fn views_normalisation(config: &PipelineConfig, channels: usize) -> (Vec<f32>, Vec<f32>) {
+    let (mean, std) = (&config.augment.mean, &config.augment.std);
+    if !mean.is_empty() && !std.is_empty() {
+        return (mean.clone(), std.clone());
+    }
+    (vec![0.0; channels], vec![1.0; channels])
 }
 
 /// The config's `[augment]` mean and std, or (when empty) the per-channel mean and std
@@ -474,4 +485,26 @@ fn latent_batch(
             Arc::new(embedding),
         ],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trained_model_without_recorded_normalisation_sees_plain_0_to_1_pixels() {
+        let config = PipelineConfig::default();
+        assert_eq!(
+            views_normalisation(&config, 3),
+            (vec![0.0; 3], vec![1.0; 3])
+        );
+
+        let mut config = PipelineConfig::default();
+        config.augment.mean = vec![0.5, 0.4, 0.3];
+        config.augment.std = vec![0.2, 0.2, 0.2];
+        assert_eq!(
+            views_normalisation(&config, 3),
+            (vec![0.5, 0.4, 0.3], vec![0.2; 3])
+        );
+    }
 }
