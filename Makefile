@@ -25,6 +25,15 @@ BIN ?= target/release
 SKIP_BUILD ?=
 CFG := $(RUN)/config
 
+# The autoencoder baseline has its own config (its views are the plain images), read when
+# pipelines/<name>.autoencoder.toml exists; its model and latent table join the report.
+AE_CONFIG := pipelines/$(PIPELINE).autoencoder.toml
+AE_CFG := $(RUN)/config-autoencoder
+ifneq ($(wildcard $(AE_CONFIG)),)
+AE_LATENT := $(RUN)/latent_autoencoder.parquet
+AE_REPORT_ARGS := --latent autoencoder=$(AE_LATENT)
+endif
+
 .PHONY: pretrain smoke run build test bench fmt clean-runs FORCE
 
 pretrain:
@@ -46,6 +55,9 @@ endif
 $(CFG)/pipeline.toml $(CFG)/ingest.toml $(CFG)/augment.toml $(CFG)/train.toml $(CFG)/export.toml $(CFG)/analyze.toml &: $(CONFIG) FORCE | build
 	$(BIN)/latent-pipeline slice $(CONFIG) --out-dir $(CFG)
 
+$(AE_CFG)/pipeline.toml $(AE_CFG)/augment.toml $(AE_CFG)/train.toml $(AE_CFG)/export.toml &: $(AE_CONFIG) FORCE | build
+	$(BIN)/latent-pipeline slice $(AE_CONFIG) --out-dir $(AE_CFG)
+
 $(RUN)/images.parquet: $(CFG)/ingest.toml
 	$(BIN)/latent-ingest --config $(CONFIG) --out $@
 
@@ -53,16 +65,23 @@ $(RUN)/simclr/model.safetensors: $(RUN)/images.parquet $(CFG)/augment.toml $(CFG
 	$(BIN)/latent-augment $(RUN)/images.parquet --config $(CONFIG) --out - \
 	  | $(BIN)/latent-train - --config $(CONFIG) --out $(RUN)/simclr
 
+$(RUN)/autoencoder/model.safetensors: $(RUN)/images.parquet $(AE_CFG)/augment.toml $(AE_CFG)/train.toml
+	$(BIN)/latent-augment $(RUN)/images.parquet --config $(AE_CONFIG) --out - \
+	  | $(BIN)/latent-train - --config $(AE_CONFIG) --out $(RUN)/autoencoder
+
+$(RUN)/latent_autoencoder.parquet: $(RUN)/autoencoder/model.safetensors $(AE_CFG)/export.toml
+	$(BIN)/latent-export $(RUN)/images.parquet --model $(RUN)/autoencoder --config $(AE_CONFIG) --out $@
+
 $(RUN)/latent_simclr.parquet: $(RUN)/simclr/model.safetensors $(CFG)/export.toml
 	$(BIN)/latent-export $(RUN)/images.parquet --model $(RUN)/simclr --config $(CONFIG) --out $@
 
 $(RUN)/latent_random.parquet: $(RUN)/images.parquet $(CFG)/train.toml $(CFG)/augment.toml $(CFG)/export.toml
 	$(BIN)/latent-export $(RUN)/images.parquet --random-init --config $(CONFIG) --out $@
 
-$(RUN)/report/report.json: $(RUN)/images.parquet $(RUN)/latent_simclr.parquet $(RUN)/latent_random.parquet $(CFG)/analyze.toml
+$(RUN)/report/report.json: $(RUN)/images.parquet $(RUN)/latent_simclr.parquet $(RUN)/latent_random.parquet $(AE_LATENT) $(CFG)/analyze.toml
 	$(BIN)/latent-analyze --images $(RUN)/images.parquet \
 	  --latent simclr=$(RUN)/latent_simclr.parquet \
-	  --latent random-init=$(RUN)/latent_random.parquet \
+	  --latent random-init=$(RUN)/latent_random.parquet $(AE_REPORT_ARGS) \
 	  --steps $(RUN)/simclr/steps.parquet \
 	  --config $(CONFIG) --out $(RUN)/report
 
