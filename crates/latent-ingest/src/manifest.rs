@@ -48,9 +48,7 @@ struct Row {
 
 /// Reads a `.csv` or `.parquet` manifest into candidates in row order.
 pub fn list_manifest(manifest: &Path, unlabelled: bool) -> Result<Vec<Candidate<PathBuf>>> {
-    let is_csv = manifest
-        .extension()
-        .is_some_and(|x| x.eq_ignore_ascii_case("csv"));
+    let is_csv = !starts_with_parquet_magic(manifest)?;
     let rows = if is_csv {
         read_csv(manifest)?
     } else {
@@ -94,6 +92,16 @@ pub fn list_manifest(manifest: &Path, unlabelled: bool) -> Result<Vec<Candidate<
             })
         })
         .collect()
+}
+
+/// Whether the file starts with `PAR1`, as every Parquet file does; anything else is read
+/// as CSV, whatever its name.
+fn starts_with_parquet_magic(manifest: &Path) -> Result<bool> {
+    let mut magic = [0u8; 4];
+    let read = File::open(manifest)
+        .and_then(|mut file| std::io::Read::read(&mut file, &mut magic))
+        .map_err(|e| IngestError::io(manifest, "opening the manifest", e))?;
+    Ok(read == 4 && &magic == b"PAR1")
 }
 
 fn parse_split(name: &str) -> Option<&'static str> {
@@ -143,11 +151,9 @@ fn csv_error(manifest: &Path, error: csv::Error) -> IngestError {
 fn read_parquet(manifest: &Path) -> Result<Vec<Row>> {
     let file =
         File::open(manifest).map_err(|e| IngestError::io(manifest, "opening the manifest", e))?;
-    let builder =
-        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| IngestError::Parquet {
-            path: manifest.to_path_buf(),
-            source: e,
-        })?;
+    let parquet_error =
+        |e| IngestError::source(manifest, format!("cannot read the Parquet manifest: {e}"));
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_error)?;
     let schema: Schema = builder.schema().as_ref().clone();
     if schema.field_with_name(column::PATH).is_err() {
         return Err(IngestError::source(
@@ -159,10 +165,7 @@ fn read_parquet(manifest: &Path) -> Result<Vec<Row>> {
             ),
         ));
     }
-    let reader = builder.build().map_err(|e| IngestError::Parquet {
-        path: manifest.to_path_buf(),
-        source: e,
-    })?;
+    let reader = builder.build().map_err(parquet_error)?;
 
     let mut rows = Vec::new();
     for batch in reader {

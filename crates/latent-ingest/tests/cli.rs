@@ -83,3 +83,33 @@ fn help_says_what_is_read_and_written() {
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(text.contains("Reads:") && text.contains("Writes:") && text.contains("Examples:"));
 }
+
+#[test]
+fn manifest_with_unlabelled_flag_gives_null_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    write_png(&dir.path().join("img/0.png"), 1);
+    write_png(&dir.path().join("img/1.png"), 2);
+    // Without an extension the format must be named.
+    let manifest = dir.path().join("list");
+    std::fs::write(&manifest, "path,label\nimg/0.png,cat\nimg/1.png,dog\n").unwrap();
+    let out = dir.path().join("images.parquet");
+
+    let output = binary()
+        .arg(&manifest)
+        .args(["--format", "manifest", "--unlabelled", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (rows, _) = read_rows(&out);
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|r| r.label.is_none() && r.label_name.is_none())
+    );
+}
