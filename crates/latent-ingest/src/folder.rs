@@ -2,7 +2,9 @@
 //!
 //! Files sitting directly in the root (or in a split folder) have no class: they are
 //! unlabelled, and so is every file when the caller asks for it (`--unlabelled`), for
-//! pretraining on images nobody labelled. Listing never reads image bytes. Problems that can be seen from the directory entry
+//! pretraining on images nobody labelled.
+//!
+//! Listing never reads image bytes. Problems that can be seen from the directory entry
 //! alone (a link that leads nowhere, a name that is not UTF-8, a FIFO) are recorded on
 //! the candidate, so the file becomes a reject with its own reason instead of failing the
 //! run. Hidden files (names starting with `.`) and folders nested inside class folders

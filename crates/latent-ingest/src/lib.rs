@@ -1,12 +1,14 @@
 //! The `ingest` stage: images in, one validated Parquet image table out.
 //!
 //! Sources are an image folder (`<root>/<class>/<file>`, optionally under `train/`,
-//! `test/` and `val/`), a tar archive of such a folder (read as a stream), MNIST-style IDX
-//! files, CIFAR-10/100 binary batches, or an existing image table. Every source goes the
-//! same way: a plan of rows in id order ([`layout`]), chunks of one row group decoded in
-//! parallel with rayon ([`decode`]), then a writer thread that deduplicates, counts and
-//! writes the row groups while the next chunk decodes ([`writer`]). A file that cannot be
-//! decoded becomes a row of the rejects table and never costs the images beside it.
+//! `test/` and `val/`; images directly in the root are unlabelled), a tar archive of such a
+//! folder (read as a stream), MNIST-style IDX files, CIFAR-10/100 binary batches, a CSV or
+//! Parquet manifest listing image paths ([`manifest`]), or an existing image table. Every
+//! source goes the same way: a plan of rows in id order ([`layout`]), chunks of one row
+//! group decoded in parallel with rayon ([`decode`]), then a writer thread that
+//! deduplicates, counts and writes the row groups while the next chunk decodes
+//! ([`writer`]). A file that cannot be decoded becomes a row of the rejects table and never
+//! costs the images beside it.
 
 pub mod arrays;
 pub mod decode;

@@ -36,7 +36,7 @@ Examples:
   latent-ingest shots/manifest.csv --out images.parquet --resize 32x32
   latent-ingest --config pipelines/smoke.toml --out runs/smoke/images.parquet";
 
-/// Turn a folder of images (or an archive, IDX or CIFAR files) into a Parquet image table.
+/// Turn a folder of images (or an archive, a manifest, IDX or CIFAR files) into an image table.
 #[derive(Debug, Parser)]
 #[command(name = "latent-ingest", version, after_help = AFTER_HELP)]
 struct Cli {
