@@ -93,9 +93,9 @@ test: $(TEST_VENV)/.ready
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 
-$(TEST_VENV)/.ready:
+$(TEST_VENV)/.ready: tests/python/requirements.txt
 	python3 -m venv $(TEST_VENV)
-	$(TEST_VENV)/bin/python -m pip install --quiet polars==2.1.0 pyarrow==26.0.1
+	$(TEST_VENV)/bin/python -m pip install --quiet -r tests/python/requirements.txt
 	touch $@
 
 bench: build

@@ -9,7 +9,7 @@ use std::process::Command;
 use arrow::array::{AsArray, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use common::{bin, copy_real_images, run, stderr};
+use common::{bin, copy_real_images, export_random_init, ingest, run, stderr};
 
 fn read_parquet(path: &std::path::Path) -> Vec<RecordBatch> {
     ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
@@ -73,20 +73,8 @@ fn latent_table_given_to_augment_is_refused_naming_the_file() {
     copy_real_images(&source, &["cat", "dog"], 4);
     let images = dir.path().join("images.parquet");
     let latent = dir.path().join("latent.parquet");
-    assert!(
-        run(Command::new(bin("latent-ingest"))
-            .arg(&source)
-            .arg("--out")
-            .arg(&images))
-        .status
-        .success()
-    );
-    let export = run(Command::new(bin("latent-export"))
-        .arg(&images)
-        .arg("--random-init")
-        .arg("--out")
-        .arg(&latent));
-    assert!(export.status.success(), "{}", stderr(&export));
+    ingest(&source, &images);
+    export_random_init(&images, &latent);
 
     let output = run(Command::new(bin("latent-augment"))
         .arg(&latent)
@@ -108,14 +96,7 @@ fn truncated_views_stream_is_refused_and_leaves_no_model() {
     let source = dir.path().join("images");
     copy_real_images(&source, &["cat", "dog"], 8);
     let images = dir.path().join("images.parquet");
-    assert!(
-        run(Command::new(bin("latent-ingest"))
-            .arg(&source)
-            .arg("--out")
-            .arg(&images))
-        .status
-        .success()
-    );
+    ingest(&source, &images);
     let views = dir.path().join("views.arrows");
     let augment = run(Command::new(bin("latent-augment"))
         .arg(&images)

@@ -48,7 +48,10 @@ fn smoke_pipeline_reports_a_learned_embedding_above_chance_and_reruns_only_what_
         .as_array()
         .expect("feature_sets is a list");
     let names: Vec<&str> = sets.iter().map(|s| s["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["raw-pixels", "simclr", "random-init", "autoencoder"]);
+    assert_eq!(
+        names,
+        ["raw-pixels", "simclr", "random-init", "autoencoder"]
+    );
 
     let simclr = &sets[1];
     let classes = simclr["classes"].as_u64().unwrap() as f64;

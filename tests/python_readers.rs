@@ -19,7 +19,7 @@ use latent_core::schema::{self, latent};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use common::{bin, copy_real_images, repo, run, stderr};
+use common::{copy_real_images, export_random_init, ingest, repo, run, stderr};
 
 fn python() -> PathBuf {
     if let Ok(path) = std::env::var("LATENT_TEST_PYTHON") {
@@ -103,20 +103,8 @@ fn exported_encoder_table_opens_in_polars_and_pyarrow() {
     copy_real_images(&source, &["cat", "dog", "ship"], 6);
     let images = dir.path().join("images.parquet");
     let latent_table = dir.path().join("latent.parquet");
-    assert!(
-        run(Command::new(bin("latent-ingest"))
-            .arg(&source)
-            .arg("--out")
-            .arg(&images))
-        .status
-        .success()
-    );
-    let export = run(Command::new(bin("latent-export"))
-        .arg(&images)
-        .arg("--random-init")
-        .arg("--out")
-        .arg(&latent_table));
-    assert!(export.status.success(), "{}", stderr(&export));
+    ingest(&source, &images);
+    export_random_init(&images, &latent_table);
 
     let reader =
         ParquetRecordBatchReaderBuilder::try_new(File::open(&latent_table).unwrap()).unwrap();

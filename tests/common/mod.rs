@@ -1,6 +1,9 @@
 //! Helpers shared by the end-to-end tests: where the repository and the built binaries
 //! are, and running a binary with its output captured.
 
+// Each test binary compiles this module and uses only some of its helpers.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -51,4 +54,32 @@ pub fn copy_real_images(root: &Path, classes: &[&str], per_class: usize) {
             std::fs::copy(&file, to.join(file.file_name().unwrap())).unwrap();
         }
     }
+}
+
+/// Runs `latent-ingest` on `source` into `out`, asserting it succeeds.
+pub fn ingest(source: &Path, out: &Path) {
+    let output = run(Command::new(bin("latent-ingest"))
+        .arg(source)
+        .arg("--out")
+        .arg(out));
+    assert!(
+        output.status.success(),
+        "latent-ingest failed: {}",
+        stderr(&output)
+    );
+}
+
+/// Runs `latent-export --random-init` on the image table `images` into `out`, asserting it
+/// succeeds.
+pub fn export_random_init(images: &Path, out: &Path) {
+    let output = run(Command::new(bin("latent-export"))
+        .arg(images)
+        .arg("--random-init")
+        .arg("--out")
+        .arg(out));
+    assert!(
+        output.status.success(),
+        "latent-export failed: {}",
+        stderr(&output)
+    );
 }
