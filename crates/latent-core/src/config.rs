@@ -151,11 +151,17 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// NT-Xent temperature.
     pub temperature: f64,
-    /// Optimiser: "adamw".
+    /// Optimiser: "adamw", "sgd" (SGD with momentum 0.9, PyTorch's update) or "lars" (as
+    /// in SimCLR: momentum 0.9, trust coefficient 0.001; biases and batch-norm parameters
+    /// get neither weight decay nor the trust ratio).
     pub optimizer: String,
-    /// Peak learning rate.
+    /// Peak learning rate, before `lr_scaling`.
     pub lr: f64,
-    /// Decoupled weight decay.
+    /// How the peak learning rate follows the batch size: "none" (`lr` as given),
+    /// "linear" (`lr * batch_size / 256`) or "sqrt" (`lr * sqrt(batch_size)`).
+    pub lr_scaling: String,
+    /// Weight decay of conv and linear weights (decoupled for AdamW, added to the
+    /// gradient for SGD and LARS).
     pub weight_decay: f64,
     /// Fraction of the steps used for linear warm-up before cosine decay (0: constant
     /// learning rate after warm-up, no decay when `schedule` is "constant").
@@ -183,6 +189,7 @@ impl Default for TrainConfig {
             temperature: 0.5,
             optimizer: "adamw".into(),
             lr: 1e-3,
+            lr_scaling: "none".into(),
             weight_decay: 1e-6,
             warmup: 0.0,
             schedule: "constant".into(),

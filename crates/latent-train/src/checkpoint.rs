@@ -2,7 +2,8 @@
 //! that `latent-train --resume` continues a run where it stopped.
 //!
 //! A checkpoint is one safetensors file: the model's tensors under their usual names, the
-//! AdamW moments under `adamw.m.<name>` / `adamw.v.<name>`, and the counters in the
+//! optimiser state (AdamW moments under `adamw.m.<name>` / `adamw.v.<name>`, SGD or LARS
+//! momentum buffers under `sgd.v.<name>` / `lars.v.<name>`), and the counters in the
 //! file's string metadata. The views stream is reproducible (it depends only on the seed,
 //! the epoch and the image), so the position is the number of stream rows already
 //! trained on; a resumed run skips that many rows of a stream made with the same config.
@@ -15,7 +16,7 @@ use latent_core::atomic;
 
 use crate::error::{Result, TrainError};
 use crate::model::{Architecture, Model, Objective};
-use crate::optim::{AdamW, AdamWParams};
+use crate::optim::{Optimizer, OptimizerKind};
 
 /// File name of the checkpoint inside the output folder.
 pub const FILE: &str = "checkpoint.safetensors";
@@ -39,10 +40,9 @@ const IMAGES_KEY: &str = "latent.train.images_seen";
 const FIRST_EPOCH_KEY: &str = "latent.train.first_epoch";
 
 /// Writes the checkpoint atomically to `path`.
-pub fn save(path: &Path, model: &Model, optimizer: &AdamW, position: Position) -> Result<()> {
+pub fn save(path: &Path, model: &Model, optimizer: &Optimizer, position: Position) -> Result<()> {
     let mut tensors = model.tensors()?;
-    let (moments, _) = optimizer.state();
-    tensors.extend(moments);
+    tensors.extend(optimizer.state());
 
     let mut metadata = HashMap::from([
         (STEPS_KEY.to_string(), position.steps.to_string()),
@@ -65,13 +65,14 @@ pub fn save(path: &Path, model: &Model, optimizer: &AdamW, position: Position) -
 }
 
 /// Reads a checkpoint written by [`save`] for a model of family `objective` and
-/// architecture `arch`.
+/// architecture `arch`, trained with an optimiser of `kind` (its state must be in the file).
 pub fn load(
     path: &Path,
     objective: Objective,
     arch: Architecture,
-    params: AdamWParams,
-) -> Result<(Model, AdamW, Position)> {
+    kind: OptimizerKind,
+    weight_decay: f64,
+) -> Result<(Model, Optimizer, Position)> {
     let bad = |what: String| TrainError::Model {
         path: path.to_path_buf(),
         what,
@@ -98,7 +99,7 @@ pub fn load(
 
     let model = Model::load(objective, arch, path)?;
     let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-    let mut optimizer = AdamW::new(model.trainable(), params)?;
+    let mut optimizer = Optimizer::new(kind, model.trainable(), weight_decay)?;
     optimizer
         .restore(&tensors, position.steps)
         .map_err(|e| bad(format!("{e}")))?;

@@ -9,7 +9,7 @@
 //!   PyTorch `state_dict` tensor names;
 //! * [`autoencoder`]: the mirrored decoder, the autoencoder and its MSE loss;
 //! * [`loss`]: NT-Xent and the positive top-1 accuracy;
-//! * [`optim`]: AdamW and the learning-rate schedule;
+//! * [`optim`]: AdamW, SGD with momentum, LARS, the learning-rate schedule and its scaling;
 //! * [`checkpoint`]: saving and resuming a run;
 //! * [`run`]: the training loop and the run's output files;
 //! * [`decode`]: an autoencoder's decoder applied to embeddings, for pictures of the

@@ -26,7 +26,7 @@ use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::loss::{nt_xent, positive_top1};
 use crate::model::{Architecture, Backend, HeadKind, Model, Objective, SimclrModel};
-use crate::optim::{AdamW, AdamWParams, Schedule};
+use crate::optim::{LrScaling, Optimizer, OptimizerKind, Schedule};
 use crate::views::{ViewBatch, ViewsInfo, ViewsStream};
 
 /// File names inside a model folder.
@@ -99,6 +99,9 @@ struct Settings {
     objective: Objective,
     arch: Architecture,
     schedule: Schedule,
+    optimizer: OptimizerKind,
+    /// Peak learning rate after scaling with the batch size.
+    peak_lr: f64,
     backend: Backend,
 }
 
@@ -130,12 +133,6 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
         train.encoder == "small-cnn",
     )?;
     expect(
-        "optimizer",
-        &train.optimizer,
-        "\"adamw\"",
-        train.optimizer == "adamw",
-    )?;
-    expect(
         "batch_size",
         &train.batch_size.to_string(),
         "at least 2",
@@ -163,6 +160,8 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
             projection_dim: train.projection_dim,
         },
         schedule: Schedule::parse(&train.schedule, train.warmup)?,
+        optimizer: OptimizerKind::parse(&train.optimizer)?,
+        peak_lr: LrScaling::parse(&train.lr_scaling)?.apply(train.lr, train.batch_size),
         backend: Backend::from_fast_kernels(train.fast_kernels),
     })
 }
@@ -260,15 +259,28 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     let settings = parse_settings(config, &input_name, &info)?;
 
     let seed = config.run.seed;
-    let adamw = AdamWParams {
-        weight_decay: train_config.weight_decay,
-        ..Default::default()
-    };
     let checkpoint_path = options.out.join(checkpoint::FILE);
     let (mut model, mut optimizer, position, mut steps) = if options.resume {
-        let (model, optimizer, position) =
-            checkpoint::load(&checkpoint_path, settings.objective, settings.arch, adamw)?;
-        let mut steps = read_steps(&options.out.join(files::STEPS))?;
+        let (model, optimizer, position) = checkpoint::load(
+            &checkpoint_path,
+            settings.objective,
+            settings.arch,
+            settings.optimizer,
+            train_config.weight_decay,
+        )?;
+        let steps_path = options.out.join(files::STEPS);
+        let mut steps = read_steps(&steps_path)?;
+        if (steps.len() as u64) < position.steps {
+            return Err(TrainError::Input {
+                input: steps_path.display().to_string(),
+                expected: format!(
+                    "at least the {} steps that {} records",
+                    position.steps,
+                    checkpoint_path.display()
+                ),
+                found: format!("{} steps", steps.len()),
+            });
+        }
         steps.truncate(position.steps as usize);
         info!(
             steps = position.steps,
@@ -284,7 +296,11 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
                 Model::Autoencoder(AutoencoderModel::new(settings.arch, info.size, seed)?)
             }
         };
-        let optimizer = AdamW::new(model.trainable(), adamw)?;
+        let optimizer = Optimizer::new(
+            settings.optimizer,
+            model.trainable(),
+            train_config.weight_decay,
+        )?;
         (
             model,
             optimizer,
@@ -369,7 +385,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
             (_, Some(cap)) => started.elapsed().as_secs_f64() / cap.as_secs_f64(),
             _ => 0.0,
         };
-        let lr = train_config.lr * settings.schedule.factor(progress.min(1.0));
+        let lr = settings.peak_lr * settings.schedule.factor(progress.min(1.0));
         let (loss, top1) = train_step(
             &mut model,
             &mut optimizer,
@@ -409,12 +425,14 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
                 images_seen,
                 first_epoch,
             };
-            checkpoint::save(&checkpoint_path, &model, &optimizer, position)?;
+            // The steps table first: killed between the two writes, the table is ahead of
+            // the checkpoint, and a resumed run cuts it back to the checkpoint's step.
             let steps_path = options.out.join(files::STEPS);
             write_steps(&steps_path, &steps).map_err(|e| TrainError::Write {
                 path: steps_path.clone(),
                 source: e,
             })?;
+            checkpoint::save(&checkpoint_path, &model, &optimizer, position)?;
             debug!(step = steps.len(), "wrote a checkpoint");
         }
     }
@@ -473,7 +491,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
 #[allow(clippy::too_many_arguments)]
 fn train_step(
     model: &mut Model,
-    optimizer: &mut AdamW,
+    optimizer: &mut Optimizer,
     batch: &ViewBatch,
     info: &ViewsInfo,
     settings: &Settings,

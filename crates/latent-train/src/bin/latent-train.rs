@@ -17,7 +17,7 @@ use latent_train::{TrainOptions, train};
 /// latent-train` works) and writes to --out: model.safetensors (encoder, head or decoder,
 /// batch-norm statistics, PyTorch state_dict names), config.toml (the config used),
 /// steps.parquet (loss, lr, positive top-1 and speed per step), summary.json and
-/// checkpoint.safetensors (model + AdamW state + stream position, for --resume; also
+/// checkpoint.safetensors (model + optimiser state + stream position, for --resume; also
 /// every `[train] checkpoint_every` steps).
 ///
 /// `[train] objective = "simclr"` (default) trains encoder + projection head on NT-Xent
@@ -29,6 +29,12 @@ use latent_train::{TrainOptions, train};
 /// [1.0, 1.0], crop_ratio = [1.0, 1.0], flip_p = 0, jitter_p = 0, grayscale_p = 0,
 /// blur_p = 0 (view1 is then the normalised image) and `[train] weight_decay = 0` (AdamW
 /// without decay is the peer's Adam).
+///
+/// `[train] optimizer` is "adamw" (default), "sgd" (momentum 0.9) or "lars" (SimCLR's:
+/// momentum 0.9, trust coefficient 0.001, biases and batch-norm parameters neither decayed
+/// nor scaled; the peer's `--optimizer lars` is lr = 0.075 with `lr_scaling = "sqrt"`,
+/// `schedule = "cosine"`, `warmup = 0.1`). `[train] lr_scaling` = "none", "linear"
+/// (lr * batch / 256) or "sqrt" (lr * sqrt(batch)).
 #[derive(Debug, Parser)]
 #[command(
     version,
