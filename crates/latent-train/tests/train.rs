@@ -342,3 +342,168 @@ fn resume_without_a_checkpoint_names_the_missing_file() {
     let err = format!("{:#}", train(&views, &opts).unwrap_err());
     assert!(err.contains("checkpoint.safetensors"), "{err}");
 }
+
+#[test]
+fn sgd_and_lars_runs_resume_where_uninterrupted_ones_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(3, 6));
+    for optimizer in ["sgd", "lars"] {
+        let mut config = tiny_config(3, 0.1);
+        config.train.optimizer = optimizer.into();
+        config.train.lr_scaling = "sqrt".into();
+
+        let whole = dir.path().join(format!("{optimizer}-whole"));
+        assert_eq!(
+            train(&views, &options(&whole, config.clone()))
+                .unwrap()
+                .steps,
+            6
+        );
+        let split = dir.path().join(format!("{optimizer}-split"));
+        let mut first = options(&split, config.clone());
+        first.epochs_cap = Some(1);
+        assert_eq!(train(&views, &first).unwrap().steps, 2);
+        let mut rest = options(&split, config);
+        rest.resume = true;
+        assert_eq!(train(&views, &rest).unwrap().steps, 6);
+
+        let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+        assert!(
+            weights(&whole) == weights(&split),
+            "{optimizer}: resumed weights differ"
+        );
+        // sqrt scaling: the peak learning rate is 0.1 * sqrt(3) at every step (constant).
+        let steps = read_steps(&whole.join("steps.parquet"));
+        let lr = steps
+            .column_by_name("lr")
+            .unwrap()
+            .as_primitive::<Float64Type>();
+        assert!(
+            lr.values()
+                .iter()
+                .all(|&lr| (lr - 0.1 * 3f64.sqrt()).abs() < 1e-12)
+        );
+    }
+
+    // A checkpoint holds the state of the optimiser that wrote it only.
+    let mut adamw = tiny_config(3, 0.1);
+    adamw.train.optimizer = "adamw".into();
+    let mut resume_as_adamw = options(&dir.path().join("lars-split"), adamw);
+    resume_as_adamw.resume = true;
+    let err = format!("{:#}", train(&views, &resume_as_adamw).unwrap_err());
+    assert!(err.contains("adamw.m."), "{err}");
+
+    let mut unknown = tiny_config(3, 0.1);
+    unknown.train.optimizer = "adagrad".into();
+    let err = format!(
+        "{:#}",
+        train(&views, &options(&dir.path().join("x"), unknown)).unwrap_err()
+    );
+    assert!(
+        err.contains("adagrad") && err.contains("optimizer"),
+        "{err}"
+    );
+}
+
+/// The (step, lr, loss) rows of a steps table.
+fn step_lr_loss(dir: &Path) -> Vec<(u64, f64, f64)> {
+    let steps = read_steps(&dir.join("steps.parquet"));
+    let column = |name: &str| {
+        steps
+            .column_by_name(name)
+            .unwrap()
+            .as_primitive::<Float64Type>()
+            .values()
+            .to_vec()
+    };
+    let step = steps
+        .column_by_name("step")
+        .unwrap()
+        .as_primitive::<UInt64Type>()
+        .values()
+        .to_vec();
+    let (lr, loss) = (column("lr"), column("loss"));
+    (0..step.len()).map(|i| (step[i], lr[i], loss[i])).collect()
+}
+
+#[test]
+fn a_run_killed_mid_way_resumes_to_the_same_steps_as_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    // 8 epochs of 48 images in batches of 4: 96 steps, long enough that the kill lands
+    // well before the end. LARS with a cosine schedule, so the momentum buffers and the
+    // learning rate's position must both survive the kill.
+    write_stream(&views, &rows(8, 48));
+    let config = dir.path().join("kill.toml");
+    std::fs::write(
+        &config,
+        "[train]\nwidth = 0.25\nbatch_size = 4\nprojection_dim = 8\nfast_kernels = false\n\
+         optimizer = \"lars\"\nlr = 0.3\nschedule = \"cosine\"\nwarmup = 0.1\n\
+         checkpoint_every = 2\n",
+    )
+    .unwrap();
+    let command = |out: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latent-train"));
+        command
+            .arg(&views)
+            .arg("--out")
+            .arg(out)
+            .arg("--config")
+            .arg(&config)
+            .env("RAYON_NUM_THREADS", "2")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        command
+    };
+    let succeeded = |command: &mut Command| {
+        let result = command.output().unwrap();
+        assert!(
+            result.status.success(),
+            "{}",
+            String::from_utf8_lossy(&result.stderr)
+        );
+    };
+
+    let whole = dir.path().join("whole");
+    succeeded(&mut command(&whole));
+
+    let killed = dir.path().join("killed");
+    let mut child = command(&killed).stderr(Stdio::null()).spawn().unwrap();
+    let checkpoint = killed.join("checkpoint.safetensors");
+    let started = std::time::Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before its first checkpoint"
+        );
+        assert!(
+            started.elapsed().as_secs() < 120,
+            "no checkpoint after 2 minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(
+        !killed.join("summary.json").exists(),
+        "the kill landed after the run had finished"
+    );
+    let done_before_kill = step_lr_loss(&killed).len();
+    assert!(
+        done_before_kill >= 2 && done_before_kill < 96,
+        "{done_before_kill}"
+    );
+
+    succeeded(command(&killed).arg("--resume"));
+
+    let expected = step_lr_loss(&whole);
+    let resumed = step_lr_loss(&killed);
+    assert_eq!(expected.len(), 96);
+    assert_eq!(resumed, expected);
+    let weights = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
+    assert!(
+        weights(&whole) == weights(&killed),
+        "resumed weights differ"
+    );
+}
