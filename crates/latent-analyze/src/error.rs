@@ -21,6 +21,15 @@ pub enum AnalyzeError {
     #[error("{path}: cannot draw the picture: {message}")]
     Picture { path: PathBuf, message: String },
 
+    #[error("{option}: {what}")]
+    Decoder {
+        /// The `--decoder NAME=MODEL_DIR` option it is about.
+        option: String,
+        what: String,
+        #[source]
+        source: latent_train::TrainError,
+    },
+
     #[error("{0}")]
     Usage(String),
 }

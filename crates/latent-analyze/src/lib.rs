@@ -5,9 +5,11 @@
 //! with `C` chosen by cross-validation on the subset, and kNN by cosine similarity. The
 //! results go to `report.json` (structure in `REPORT_FORMAT.md`) and a Markdown summary,
 //! both written atomically, with PNG pictures beside them (training curves, PCA maps,
-//! nearest neighbours, confusion matrices). Inputs are only ever read.
+//! nearest neighbours, confusion matrices, and with `--decoder` an autoencoder's walks
+//! through its latent space and its reconstructions). Inputs are only ever read.
 
 pub mod cluster;
+pub mod decoded;
 pub mod error;
 pub mod features;
 pub mod knn;
@@ -25,6 +27,7 @@ use std::time::Instant;
 use latent_core::config::AnalyzeConfig;
 use latent_core::image_table::{self, ImageTable};
 
+use decoded::Decoder;
 pub use error::{AnalyzeError, Result};
 use features::FeatureSet;
 use knn::KnnSettings;
@@ -52,6 +55,9 @@ pub struct AnalyzeOptions {
     pub images: PathBuf,
     /// Latent tables, by the name they are reported under.
     pub latents: Vec<(String, PathBuf)>,
+    /// Autoencoder model folders, by the `latents` name of the table holding their
+    /// bottleneck; each adds the interpolation and reconstructions pictures.
+    pub decoders: Vec<(String, PathBuf)>,
     /// The training steps table, if any.
     pub steps: Option<PathBuf>,
     /// The pipeline config the settings came from, recorded in the report.
@@ -69,6 +75,11 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
     let started = Instant::now();
     check_options(options)?;
     let (probe_settings, knn_settings) = settings(options);
+    let decoders = options
+        .decoders
+        .iter()
+        .map(|(name, model_dir)| Decoder::load(name, model_dir))
+        .collect::<Result<Vec<_>>>()?;
 
     let mut sources: Vec<(String, PathBuf)> =
         vec![(RAW_PIXELS.to_string(), options.images.clone())];
@@ -93,6 +104,12 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
             path.display()
         );
         let load_s = load_started.elapsed().as_secs_f64();
+        let decoder = decoders.iter().find(|d| &d.name == name);
+        if let Some(decoder) = decoder {
+            decoder.check_dim(&set)?;
+        }
+        // The decoder takes the bottleneck as the table holds it, not standardised.
+        let raw = decoder.map(|_| set.clone());
         let mut set = set;
         let scored = score(
             &mut set,
@@ -114,6 +131,9 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
                 first_latent,
                 options,
             )?);
+            if let (Some(decoder), Some(raw)) = (decoder, &raw) {
+                pictures.extend(decoded_pictures(raw, decoder, table, options)?);
+            }
             pictures_s += step.elapsed().as_secs_f64();
         }
         feature_sets.push(scored);
@@ -212,6 +232,23 @@ fn latent_pictures(
     Ok(drawn)
 }
 
+/// The interpolation and reconstructions pictures of an autoencoder's latent table, drawn
+/// from its raw (not standardised) rows.
+fn decoded_pictures(
+    raw: &FeatureSet,
+    decoder: &Decoder,
+    table: &ImageTable,
+    options: &AnalyzeOptions,
+) -> Result<Vec<Picture>> {
+    let class_names = table.class_names();
+    let seed = options.seed;
+    let interpolation =
+        decoded::interpolation_picture(raw, decoder, table, &class_names, seed, &options.out)?;
+    let reconstructions =
+        decoded::reconstructions_picture(raw, decoder, table, &class_names, seed, &options.out)?;
+    Ok(interpolation.into_iter().chain(reconstructions).collect())
+}
+
 /// The confusion counts of the probe at the label fraction nearest [`CONFUSION_FRACTION`]
 /// and subset seed [`CONFUSION_SEED`] (else that fraction's first seed).
 fn confusion(set: &FeatureSet, linear_probe: &[FractionResult]) -> Option<Confusion> {
@@ -242,6 +279,11 @@ fn output_files(options: &AnalyzeOptions) -> Vec<String> {
             files.push(pictures::file_name(kind, name));
         }
     }
+    for (name, _) in &options.decoders {
+        for kind in ["interpolation", "reconstructions"] {
+            files.push(pictures::file_name(kind, name));
+        }
+    }
     files
 }
 
@@ -256,6 +298,27 @@ fn check_options(options: &AnalyzeOptions) -> Result<()> {
             )));
         }
         names.push(name);
+    }
+    let mut decoded: Vec<&str> = Vec::new();
+    for (name, model_dir) in &options.decoders {
+        let option = format!("--decoder {name}={}", model_dir.display());
+        if !options.latents.iter().any(|(latent, _)| latent == name) {
+            let latents: Vec<&str> = options.latents.iter().map(|(n, _)| n.as_str()).collect();
+            return Err(AnalyzeError::Usage(format!(
+                "{option}: '{name}' is not the name of a --latent table (given: {})",
+                if latents.is_empty() {
+                    "none".to_string()
+                } else {
+                    latents.join(", ")
+                }
+            )));
+        }
+        if decoded.contains(&name.as_str()) {
+            return Err(AnalyzeError::Usage(format!(
+                "{option}: '{name}' already has a decoder"
+            )));
+        }
+        decoded.push(name);
     }
     if options.config.seeds.is_empty() {
         return Err(AnalyzeError::Usage(

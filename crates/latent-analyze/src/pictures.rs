@@ -28,7 +28,7 @@ use crate::steps::StepCurves;
 
 /// The font every picture's text is drawn with.
 const FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans-subset.ttf");
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 
 /// Pixel sizes (width, height) of the pictures of fixed layout.
 pub const LOSS_SIZE: (u32, u32) = (900, 500);
@@ -39,13 +39,13 @@ pub const CONFUSION_SIZE: (u32, u32) = (820, 760);
 pub const NEIGHBOUR_QUERIES: usize = 8;
 pub const NEIGHBOURS_SHOWN: usize = 6;
 /// Side of each (nearest-neighbour resampled) thumbnail, in pixels.
-const THUMB: u32 = 96;
+pub(crate) const THUMB: u32 = 96;
 /// Space above each thumbnail for its class name, and between thumbnails.
-const THUMB_LABEL: u32 = 18;
-const THUMB_GAP: u32 = 8;
+pub(crate) const THUMB_LABEL: u32 = 18;
+pub(crate) const THUMB_GAP: u32 = 8;
 /// Extra space between the query and its neighbours, and the title band.
-const QUERY_GAP: u32 = 24;
-const TITLE_BAND: u32 = 40;
+pub(crate) const QUERY_GAP: u32 = 24;
+pub(crate) const TITLE_BAND: u32 = 40;
 
 /// Second element of the PROBE stream path the neighbour queries are drawn from (far
 /// from the small subset seeds that the probe's own paths start with).
@@ -66,7 +66,7 @@ const CLASS_COLOURS: [RGBColor; 10] = [
 ];
 
 type DrawError = <BitMapBackend<'static> as DrawingBackend>::ErrorType;
-type DrawResult = std::result::Result<(), DrawingAreaErrorKind<DrawError>>;
+pub(crate) type DrawResult = std::result::Result<(), DrawingAreaErrorKind<DrawError>>;
 
 /// The file name of a picture of `kind` for the feature set `name`, with every
 /// character other than ASCII letters, digits, `-`, `_` and `.` replaced by `_`.
@@ -85,7 +85,7 @@ pub fn file_name(kind: &str, name: &str) -> String {
 }
 
 /// The name of class `label`, or `class_<label>` when the image table has none.
-fn class_name(names: &[String], label: i32) -> String {
+pub(crate) fn class_name(names: &[String], label: i32) -> String {
     names
         .get(label as usize)
         .cloned()
@@ -106,7 +106,7 @@ fn register_font() {
 }
 
 /// Draws a `size` picture with `draw` and writes it as a PNG to `out/file`.
-fn render(
+pub(crate) fn render(
     out: &Path,
     file: &str,
     size: (u32, u32),
@@ -483,7 +483,7 @@ pub fn neighbours_picture(
 }
 
 /// Draws an image scaled (nearest pixel) to fit a `THUMB` square at `(left, top)`.
-fn draw_thumbnail(
+pub(crate) fn draw_thumbnail(
     root: &DrawingArea<BitMapBackend<'_>, Shift>,
     record: &ImageRecord,
     left: u32,
@@ -494,6 +494,27 @@ fn draw_thumbnail(
         record.width.max(1),
         record.channels.max(1),
     );
+    let colour_at = |x: u32, y: u32| {
+        let at = ((y * width + x) * channels) as usize;
+        let pixel = |i: u32| record.pixels.get(at + i.min(channels - 1) as usize);
+        match (pixel(0), pixel(1), pixel(2)) {
+            (Some(&r), Some(&g), Some(&b)) => RGBColor(r, g, b),
+            _ => RGBColor(0, 0, 0),
+        }
+    };
+    draw_scaled(root, (width, height), colour_at, left, top)
+}
+
+/// Draws a `width x height` image, whose pixel `(x, y)` is `colour_at(x, y)`, scaled
+/// (nearest pixel) to fit a `THUMB` square at `(left, top)`.
+pub(crate) fn draw_scaled(
+    root: &DrawingArea<BitMapBackend<'_>, Shift>,
+    (width, height): (u32, u32),
+    colour_at: impl Fn(u32, u32) -> RGBColor,
+    left: u32,
+    top: u32,
+) -> DrawResult {
+    let (width, height) = (width.max(1), height.max(1));
     let scale = f64::from(THUMB) / f64::from(height.max(width));
     let (shown_w, shown_h) = (
         (f64::from(width) * scale).round() as u32,
@@ -504,15 +525,9 @@ fn draw_thumbnail(
         let source_y = ((f64::from(y) / scale) as u32).min(height - 1);
         for x in 0..shown_w {
             let source_x = ((f64::from(x) / scale) as u32).min(width - 1);
-            let at = ((source_y * width + source_x) * channels) as usize;
-            let pixel = |i: u32| record.pixels.get(at + i.min(channels - 1) as usize);
-            let colour = match (pixel(0), pixel(1), pixel(2)) {
-                (Some(&r), Some(&g), Some(&b)) => RGBColor(r, g, b),
-                _ => RGBColor(0, 0, 0),
-            };
             root.draw_pixel(
                 ((left + offset_x + x) as i32, (top + offset_y + y) as i32),
-                &colour,
+                &colour_at(source_x, source_y),
             )?;
         }
     }

@@ -34,7 +34,7 @@ pub struct Report {
 pub struct Picture {
     /// File name, relative to the output folder.
     pub file: String,
-    /// `loss`, `map`, `neighbours` or `confusion`.
+    /// `loss`, `map`, `neighbours`, `confusion`, `interpolation` or `reconstructions`.
     pub kind: String,
     /// The feature set it shows (none for the training curves).
     pub feature_set: Option<String>,

@@ -14,8 +14,11 @@ use latent_core::logging::{self, Verbosity};
 /// Reads the image table (--images) and each latent table (--latent NAME=PATH); writes
 /// report.json, report.md and PNG pictures into --out: loss.png (with --steps), and for
 /// each latent table map_NAME.png (PCA of the test rows), confusion_NAME.png (10% label
-/// probe) and, for the first, neighbours_NAME.png. Input files are only read. Rows without a label,
-/// or in a split other than train and test, are left out (and counted in the report).
+/// probe) and, for the first, neighbours_NAME.png. With --decoder NAME=MODEL_DIR (an
+/// autoencoder trained by latent-train) it also draws interpolation_NAME.png (decoded walks
+/// between class centroids and between test images) and reconstructions_NAME.png. Input
+/// files and model folders are only read. Rows without a label, or in a split other than
+/// train and test, are left out (and counted in the report).
 #[derive(Debug, Parser)]
 #[command(
     name = "latent-analyze",
@@ -23,6 +26,8 @@ use latent_core::logging::{self, Verbosity};
     after_help = "Example:\n  latent-analyze --images runs/x/images.parquet \\\n    \
                   --latent simclr=runs/x/latent_simclr.parquet \\\n    \
                   --latent random-init=runs/x/latent_random.parquet \\\n    \
+                  --latent autoencoder=runs/x/latent_autoencoder.parquet \\\n    \
+                  --decoder autoencoder=runs/x/autoencoder \\\n    \
                   --steps runs/x/simclr/steps.parquet --config pipelines/x.toml \\\n    \
                   --out runs/x/report\n\nThe structure of report.json is described in \
                   crates/latent-analyze/REPORT_FORMAT.md."
@@ -35,6 +40,12 @@ struct Cli {
     /// A latent table to score, as NAME=PATH (repeatable; NAME is used in the report).
     #[arg(long = "latent", value_name = "NAME=PATH", value_parser = parse_named)]
     latents: Vec<(String, PathBuf)>,
+
+    /// An autoencoder model folder written by latent-train, as NAME=MODEL_DIR, NAME being
+    /// the --latent name of its latent table; adds its interpolation and reconstructions
+    /// pictures (repeatable).
+    #[arg(long = "decoder", value_name = "NAME=MODEL_DIR", value_parser = parse_named)]
+    decoders: Vec<(String, PathBuf)>,
 
     /// Steps table of the training run, for the final loss and positive top-1 and loss.png.
     #[arg(long)]
@@ -82,6 +93,7 @@ fn run_cli(cli: Cli) -> anyhow::Result<()> {
     let options = AnalyzeOptions {
         images: cli.images,
         latents: cli.latents,
+        decoders: cli.decoders,
         steps: cli.steps,
         config_path: cli.config,
         config: config.analyze,
