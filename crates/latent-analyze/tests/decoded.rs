@@ -363,3 +363,131 @@ fn a_latent_table_of_another_size_than_the_bottleneck_is_refused() {
         "{err}"
     );
 }
+
+/// Writes `table` and a `DIM`-d latent table of its rows (one class direction each) as the
+/// Parquet files `images` and `latent`.
+fn write_tables(table: &ImageTable, images: &Path, latent: &Path) {
+    use std::sync::Arc;
+
+    use arrow::array::{
+        ArrayRef, BinaryArray, FixedSizeListArray, Float32Array, Int32Array, Int64Array,
+        RecordBatch, StringArray,
+    };
+    use arrow::datatypes::{DataType, Field};
+    use latent_core::schema::{image_table_schema, latent_table_schema};
+
+    let write = |path: &Path, batch: RecordBatch| {
+        let file = std::fs::File::create(path).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+    };
+    let records = &table.records;
+    let n = records.len();
+    let ids = || Arc::new(Int64Array::from_iter_values(records.iter().map(|r| r.id)));
+    let labels = || Arc::new(Int32Array::from_iter(records.iter().map(|r| r.label)));
+    let names = || {
+        Arc::new(StringArray::from_iter(
+            records.iter().map(|r| r.label_name.clone()),
+        ))
+    };
+    let splits = || {
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| &r.split),
+        ))
+    };
+
+    let columns: Vec<ArrayRef> = vec![
+        ids(),
+        labels(),
+        names(),
+        splits(),
+        Arc::new(Int32Array::from(vec![8; n])),
+        Arc::new(Int32Array::from(vec![8; n])),
+        Arc::new(Int32Array::from(vec![3; n])),
+        Arc::new(BinaryArray::from_iter_values(
+            records.iter().map(|r| &r.pixels),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            records.iter().map(|r| format!("{}.png", r.id)),
+        )),
+    ];
+    write(
+        images,
+        RecordBatch::try_new(image_table_schema(), columns).unwrap(),
+    );
+
+    let values: Vec<f32> = records
+        .iter()
+        .flat_map(|r| {
+            let label = r.label.unwrap() as usize;
+            (0..DIM).map(move |d| (d == label) as u8 as f32 + 0.1 * ((d as i64 + r.id) % 5) as f32)
+        })
+        .collect();
+    let item = Arc::new(Field::new(
+        latent_core::schema::latent::EMBEDDING_ITEM,
+        DataType::Float32,
+        false,
+    ));
+    let embedding =
+        FixedSizeListArray::new(item, DIM as i32, Arc::new(Float32Array::from(values)), None);
+    let columns: Vec<ArrayRef> = vec![ids(), labels(), names(), splits(), Arc::new(embedding)];
+    let schema = latent_table_schema(DIM, std::collections::HashMap::new());
+    write(latent, RecordBatch::try_new(schema, columns).unwrap());
+}
+
+#[test]
+fn the_binary_lists_and_embeds_the_decoder_pictures_after_the_latent_tables_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = train_model(dir.path(), "ae", "autoencoder");
+    let (images, latent) = (
+        dir.path().join("images.parquet"),
+        dir.path().join("latent.parquet"),
+    );
+    write_tables(&image_table(&bottlenecks()), &images, &latent);
+    let out = dir.path().join("report");
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_latent-analyze"))
+        .arg("--images")
+        .arg(&images)
+        .arg("--latent")
+        .arg(format!("ae={}", latent.display()))
+        .arg("--decoder")
+        .arg(format!("ae={}", model.display()))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = report["pictures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "map",
+            "neighbours",
+            "confusion",
+            "interpolation",
+            "reconstructions"
+        ]
+    );
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for file in ["interpolation_ae.png", "reconstructions_ae.png"] {
+        assert!(out.join(file).is_file(), "{file} is missing");
+        assert!(
+            markdown.contains(&format!("]({file})")),
+            "{file} is not embedded"
+        );
+    }
+}
