@@ -9,9 +9,12 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use arrow::datatypes::DataType;
 use latent_core::image_table::{ImageRecord, ImageTable};
 use latent_core::rng::{rng_for, stream};
+use latent_core::schema::latent;
 use latent_train::{AutoencoderDecoder, DecodedImages};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use rand::RngExt;
@@ -75,17 +78,40 @@ impl Decoder {
 
     /// Refuses a latent table whose rows are not the size of this decoder's bottleneck.
     pub fn check_dim(&self, set: &FeatureSet) -> Result<()> {
-        if set.dim() == self.decoder.dim() {
+        self.check_width(&set.source, set.dim())
+    }
+
+    /// The same check from the Parquet schema of the latent table at `path` alone, so a
+    /// mismatch is refused before the long analysis; a file whose schema cannot be read
+    /// here passes (reading the whole table reports it, naming the file).
+    pub fn check_table(&self, path: &Path) -> Result<()> {
+        let Ok(file) = std::fs::File::open(path) else {
+            return Ok(());
+        };
+        let Ok(reader) = ParquetRecordBatchReaderBuilder::try_new(file) else {
+            return Ok(());
+        };
+        match reader
+            .schema()
+            .field_with_name(latent::EMBEDDING)
+            .map(|f| f.data_type())
+        {
+            Ok(DataType::FixedSizeList(_, width)) => self.check_width(path, *width as usize),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_width(&self, table: &Path, width: usize) -> Result<()> {
+        if width == self.decoder.dim() {
             return Ok(());
         }
         Err(AnalyzeError::Usage(format!(
             "--decoder {}={}: the decoder takes {}-d embeddings but the latent table {} holds \
-             {}-d rows; is it this autoencoder's latent table?",
+             {width}-d rows; is it this autoencoder's latent table?",
             self.name,
             self.model_dir.display(),
             self.decoder.dim(),
-            set.source.display(),
-            set.dim()
+            table.display(),
         )))
     }
 

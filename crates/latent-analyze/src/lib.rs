@@ -80,6 +80,14 @@ pub fn run(options: &AnalyzeOptions) -> Result<Report> {
         .iter()
         .map(|(name, model_dir)| Decoder::load(name, model_dir))
         .collect::<Result<Vec<_>>>()?;
+    for decoder in &decoders {
+        let (_, table) = options
+            .latents
+            .iter()
+            .find(|(name, _)| name == &decoder.name)
+            .expect("check_options: every --decoder names a --latent");
+        decoder.check_table(table)?;
+    }
 
     let mut sources: Vec<(String, PathBuf)> =
         vec![(RAW_PIXELS.to_string(), options.images.clone())];

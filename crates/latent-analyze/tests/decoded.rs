@@ -362,11 +362,24 @@ fn a_latent_table_of_another_size_than_the_bottleneck_is_refused() {
             && err.contains("latent_autoencoder.parquet holds 4-d rows"),
         "{err}"
     );
+
+    // Through `run`, from the table's schema alone, before anything is scored or written.
+    let images = dir.path().join("images.parquet");
+    let latent = dir.path().join("latent_autoencoder.parquet");
+    write_tables(&image_table(&bottlenecks()), &images, &latent, 16);
+    let decoders = vec![("autoencoder".into(), model.clone())];
+    let err = run(&options(dir.path(), decoders)).unwrap_err().to_string();
+    assert!(
+        err.contains("64-d embeddings")
+            && err.contains("latent_autoencoder.parquet holds 16-d rows"),
+        "{err}"
+    );
+    assert!(!dir.path().join("report").exists());
 }
 
-/// Writes `table` and a `DIM`-d latent table of its rows (one class direction each) as the
+/// Writes `table` and a `dim`-d latent table of its rows (one class direction each) as the
 /// Parquet files `images` and `latent`.
-fn write_tables(table: &ImageTable, images: &Path, latent: &Path) {
+fn write_tables(table: &ImageTable, images: &Path, latent: &Path, dim: usize) {
     use std::sync::Arc;
 
     use arrow::array::{
@@ -421,7 +434,7 @@ fn write_tables(table: &ImageTable, images: &Path, latent: &Path) {
         .iter()
         .flat_map(|r| {
             let label = r.label.unwrap() as usize;
-            (0..DIM).map(move |d| (d == label) as u8 as f32 + 0.1 * ((d as i64 + r.id) % 5) as f32)
+            (0..dim).map(move |d| (d == label) as u8 as f32 + 0.1 * ((d as i64 + r.id) % 5) as f32)
         })
         .collect();
     let item = Arc::new(Field::new(
@@ -430,9 +443,9 @@ fn write_tables(table: &ImageTable, images: &Path, latent: &Path) {
         false,
     ));
     let embedding =
-        FixedSizeListArray::new(item, DIM as i32, Arc::new(Float32Array::from(values)), None);
+        FixedSizeListArray::new(item, dim as i32, Arc::new(Float32Array::from(values)), None);
     let columns: Vec<ArrayRef> = vec![ids(), labels(), names(), splits(), Arc::new(embedding)];
-    let schema = latent_table_schema(DIM, std::collections::HashMap::new());
+    let schema = latent_table_schema(dim, std::collections::HashMap::new());
     write(latent, RecordBatch::try_new(schema, columns).unwrap());
 }
 
@@ -444,7 +457,7 @@ fn the_binary_lists_and_embeds_the_decoder_pictures_after_the_latent_tables_own(
         dir.path().join("images.parquet"),
         dir.path().join("latent.parquet"),
     );
-    write_tables(&image_table(&bottlenecks()), &images, &latent);
+    write_tables(&image_table(&bottlenecks()), &images, &latent, DIM);
     let out = dir.path().join("report");
 
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_latent-analyze"))
