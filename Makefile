@@ -31,7 +31,7 @@ AE_CONFIG := pipelines/$(PIPELINE).autoencoder.toml
 AE_CFG := $(RUN)/config-autoencoder
 ifneq ($(wildcard $(AE_CONFIG)),)
 AE_LATENT := $(RUN)/latent_autoencoder.parquet
-AE_REPORT_ARGS := --latent autoencoder=$(AE_LATENT)
+AE_REPORT_ARGS := --latent autoencoder=$(AE_LATENT) --decoder autoencoder=$(RUN)/autoencoder
 endif
 
 .PHONY: pretrain smoke run build test bench fmt clean-runs FORCE
