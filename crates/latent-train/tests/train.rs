@@ -494,6 +494,7 @@ fn a_run_killed_mid_way_resumes_to_the_same_steps_as_an_uninterrupted_one() {
         done_before_kill >= 2 && done_before_kill < 96,
         "{done_before_kill}"
     );
+    println!("killed after {done_before_kill} of 96 steps were recorded");
 
     succeeded(command(&killed).arg("--resume"));
 
