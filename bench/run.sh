@@ -88,7 +88,7 @@ bench_probes() {
     local line
     line=$(cd "$peers" && "$py" probe_sklearn.py "$latent" 2>/dev/null | tail -1)
     peer+=("$(echo "$line" | field "['total_wall_s']")")
-    peer_acc=$(echo "$line" | "$py" -c "import json,sys; d=json.loads(sys.stdin.read()); print(' '.join(f\"{k}={100*(v['mean'] if isinstance(v, dict) else v):.1f}\" for k, v in d.items() if k.startswith(('linear', 'knn'))))")
+    peer_acc=$(echo "$line" | "$py" -c "import json,sys; d=json.loads(sys.stdin.read()); print(' '.join(f\"{k}={100*(v['mean'] if isinstance(v, dict) else v):.1f}\" for k, v in d.items() if k.startswith(('linear', 'knn')) and not isinstance(v, str)))")
   done
   report probes "$(printf '%s\n' "${ours[@]}" | median)" "$(printf '%s\n' "${peer[@]}" | median)" s 0
   echo "# probes accuracy ours: $ours_acc"
@@ -104,7 +104,7 @@ bench_train_step() {
   for _ in $(seq "$repeat"); do
     "$bin/latent-augment" "$images_table" --config "$config" -q \
       | "$bin/latent-train" - --config "$config" --out "$work/train-step" -q
-    ours+=("$(field "['images_per_s']" < "$work/train-step/summary.json")")
+    ours+=("$("$py" -c "import json; print(round(json.load(open('$work/train-step/summary.json'))['images_per_s'], 1))")")
     peer+=("$(cd "$peers" && "$py" simclr_torch.py "$data" --epochs 2 --workers 1 \
       --out "$work/peer_latent.parquet" 2>/dev/null | field "['train_images_per_s']")")
   done
