@@ -2,7 +2,8 @@
 #
 #   make pretrain        the whole pipeline on the embedded CIFAR-10 subset -> runs/default/
 #   make smoke           the same DAG on a tiny slice, under a minute        -> runs/smoke/
-#   make test            build, then every test (what CI runs)
+#   make test            format check, build, then every test (what CI runs)
+#   make lint            rustfmt and clippy -D warnings on every target
 #   make bench           ours against the Python peers, one line per comparison
 #   make run PIPELINE=x  any config in pipelines/x.toml                      -> runs/x/
 #
@@ -34,7 +35,7 @@ AE_LATENT := $(RUN)/latent_autoencoder.parquet
 AE_REPORT_ARGS := --latent autoencoder=$(AE_LATENT) --decoder autoencoder=$(RUN)/autoencoder
 endif
 
-.PHONY: pretrain smoke run build test bench fmt clean-runs FORCE
+.PHONY: pretrain smoke run build test lint bench fmt clean-runs FORCE
 
 pretrain:
 	@$(MAKE) --no-print-directory run PIPELINE=default
@@ -90,6 +91,7 @@ $(RUN)/report/report.json: $(RUN)/images.parquet $(RUN)/latent_simclr.parquet $(
 TEST_VENV ?= .venv-test
 
 test: $(TEST_VENV)/.ready
+	$(CARGO) fmt --all -- --check
 	$(CARGO) build --release --workspace --bins
 	$(CARGO) test --release --workspace
 
@@ -97,6 +99,12 @@ $(TEST_VENV)/.ready: tests/python/requirements.txt
 	python3 -m venv $(TEST_VENV)
 	$(TEST_VENV)/bin/python -m pip install --quiet -r tests/python/requirements.txt
 	touch $@
+
+# Clippy with warnings as errors, on every target (a few minutes: it checks the dependencies
+# in its own mode).
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 
 bench: build
 	bash bench/run.sh

@@ -134,7 +134,7 @@ fn decoder_error(
     AnalyzeError::Decoder {
         option: format!("--decoder {name}={}", model_dir.display()),
         what: what.to_string(),
-        source,
+        source: Box::new(source),
     }
 }
 

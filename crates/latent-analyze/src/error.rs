@@ -26,8 +26,9 @@ pub enum AnalyzeError {
         /// The `--decoder NAME=MODEL_DIR` option it is about.
         option: String,
         what: String,
+        // Boxed: the trainer's error is large and would make every analyzer Result large.
         #[source]
-        source: latent_train::TrainError,
+        source: Box<latent_train::TrainError>,
     },
 
     #[error("{0}")]

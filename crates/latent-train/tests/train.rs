@@ -490,10 +490,7 @@ fn a_run_killed_mid_way_resumes_to_the_same_steps_as_an_uninterrupted_one() {
         "the kill landed after the run had finished"
     );
     let done_before_kill = step_lr_loss(&killed).len();
-    assert!(
-        done_before_kill >= 2 && done_before_kill < 96,
-        "{done_before_kill}"
-    );
+    assert!((2..96).contains(&done_before_kill), "{done_before_kill}");
     println!("killed after {done_before_kill} of 96 steps were recorded");
 
     succeeded(command(&killed).arg("--resume"));
