@@ -208,6 +208,10 @@ pub struct ExportConfig {
     pub batch_size: usize,
     /// Rows per Parquet row group.
     pub row_group: usize,
+    /// Which model output is the embedding: "auto" (the encoder's pooled output for
+    /// SimCLR, the bottleneck for an autoencoder), "encoder", "head:K" (layer K of the
+    /// projection head) or "bottleneck".
+    pub representation: String,
 }
 
 impl Default for ExportConfig {
@@ -215,6 +219,7 @@ impl Default for ExportConfig {
         Self {
             batch_size: 500,
             row_group: 8192,
+            representation: "auto".into(),
         }
     }
 }

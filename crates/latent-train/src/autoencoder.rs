@@ -221,6 +221,12 @@ impl AutoencoderModel {
     }
 
     /// Side of the images the decoder makes.
+    /// The linear layer between the encoder's pooled output and the code the decoder
+    /// reads (weight `[B, D]`, bias `[B]`), or None when the pooled output is the code.
+    pub fn bottleneck_layer(&self) -> Option<(Tensor, Tensor)> {
+        None
+    }
+
     pub fn image_size(&self) -> usize {
         8 * self.decoder.start
     }

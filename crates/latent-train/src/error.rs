@@ -48,6 +48,10 @@ pub enum TrainError {
         value: String,
         expected: &'static str,
     },
+
+    /// The representation asked for is not one this model has.
+    #[error("cannot export the representation '{asked}': {reason}")]
+    Representation { asked: String, reason: String },
 }
 
 /// Result with [`TrainError`].

@@ -11,6 +11,8 @@
 //! * [`loss`]: NT-Xent and the positive top-1 accuracy;
 //! * [`optim`]: AdamW, SGD with momentum, LARS, the learning-rate schedule and its scaling;
 //! * [`checkpoint`]: saving and resuming a run;
+//! * [`representation`]: which model output `latent-export` writes (encoder, a head
+//!   layer, the autoencoder's bottleneck);
 //! * [`run`]: the training loop and the run's output files;
 //! * [`decode`]: an autoencoder's decoder applied to embeddings, for pictures of the
 //!   latent space.
@@ -22,6 +24,7 @@ pub mod error;
 pub mod loss;
 pub mod model;
 pub mod optim;
+pub mod representation;
 pub mod run;
 pub mod views;
 
