@@ -9,7 +9,7 @@ use arrow::datatypes::{Float32Type, Int32Type, Int64Type};
 use candle_core::{Device, Tensor};
 use latent_core::config::PipelineConfig;
 use latent_core::rng::rng_for;
-use latent_export::{ExportOptions, ModelSource, export, keys};
+use latent_export::{ExportOptions, ModelSource, Shard, export, keys};
 use latent_train::model::{Backend, Model};
 use latent_train::views::write_views_stream;
 use latent_train::{TrainOptions, load_model_dir, train};
@@ -145,6 +145,8 @@ fn trained_export_has_one_row_per_image_and_the_encoders_output() {
         source: ModelSource::Trained(model_dir.clone()),
         batch_size: Some(3),
         row_group: Some(4),
+        representation: None,
+        shard: None,
     })
     .unwrap();
     assert_eq!((summary.rows, summary.dim), (IMAGES, 64));
@@ -229,6 +231,8 @@ fn random_init_export_is_seeded_and_calibrated() {
             },
             batch_size: None,
             row_group: None,
+            representation: None,
+            shard: None,
         })
         .unwrap();
         let (table, metadata) = read_table(&out);
@@ -270,6 +274,8 @@ fn views_stream_given_as_images_is_refused() {
         },
         batch_size: None,
         row_group: None,
+        representation: None,
+        shard: None,
     })
     .unwrap_err()
     .to_string();
@@ -297,6 +303,8 @@ fn latent_table_given_as_images_is_refused() {
         },
         batch_size: None,
         row_group: None,
+        representation: None,
+        shard: None,
     };
     export(&options(&images, &latent)).unwrap();
 
@@ -328,6 +336,8 @@ fn autoencoder_export_gives_the_bottleneck() {
         source: ModelSource::Trained(model_dir.clone()),
         batch_size: Some(4),
         row_group: None,
+        representation: None,
+        shard: None,
     })
     .unwrap();
     assert_eq!((summary.rows, summary.dim), (IMAGES, 64));
@@ -335,7 +345,7 @@ fn autoencoder_export_gives_the_bottleneck() {
     let (table, metadata) = read_table(&out);
     assert_eq!(
         metadata.get(keys::REPRESENTATION).map(String::as_str),
-        Some("autoencoder-bottleneck")
+        Some("bottleneck")
     );
     assert!(
         metadata
@@ -375,4 +385,126 @@ fn autoencoder_export_gives_the_bottleneck() {
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(worst < 1e-5, "largest difference {worst}");
+}
+
+#[test]
+fn shards_tile_the_table_and_equal_the_whole_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let model_dir = train_tiny_model(dir.path());
+    let run = |name: &str, shard: Option<Shard>| {
+        let out = dir.path().join(name);
+        let options = ExportOptions {
+            batch_size: Some(2),
+            shard,
+            ..ExportOptions::new(
+                images.clone(),
+                out.clone(),
+                ModelSource::Trained(model_dir.clone()),
+            )
+        };
+        export(&options).unwrap();
+        read_table(&out)
+    };
+
+    let (whole, whole_metadata) = run("whole.parquet", None);
+    assert!(!whole_metadata.contains_key(keys::SHARD));
+    let mut ids = Vec::new();
+    let mut values = Vec::new();
+    let mut sizes = Vec::new();
+    for index in 0..3 {
+        let shard = Shard::parse(&format!("{index}/3")).unwrap();
+        let (part, metadata) = run(&format!("part-{index}.parquet"), Some(shard));
+        assert_eq!(
+            metadata.get(keys::SHARD).map(String::as_str),
+            Some(format!("{index}/3").as_str())
+        );
+        sizes.push(part.num_rows());
+        ids.extend(
+            part.column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .copied(),
+        );
+        values.extend(embeddings(&part));
+    }
+    // 7 rows in 3 shards: sizes 2, 2, 3, in table order, together the whole table.
+    assert_eq!(sizes, vec![2, 2, 3]);
+    let whole_ids: Vec<i64> = whole
+        .column(0)
+        .as_primitive::<Int64Type>()
+        .values()
+        .to_vec();
+    assert_eq!(ids, whole_ids);
+    assert_eq!(values, embeddings(&whole));
+}
+
+#[test]
+fn shard_text_is_checked() {
+    assert_eq!(Shard::parse("2/5").unwrap(), Shard { index: 2, count: 5 });
+    for bad in ["5/5", "1/0", "1", "a/b", "-1/3", ""] {
+        let err = Shard::parse(bad).unwrap_err().to_string();
+        assert!(err.contains("I/N"), "{bad}: {err}");
+    }
+    let shard = Shard { index: 0, count: 4 };
+    assert_eq!(shard.rows(0), 0..0);
+    let total: usize = (0..4)
+        .map(|i| Shard { index: i, count: 4 }.rows(10).len())
+        .sum();
+    assert_eq!(total, 10);
+}
+
+#[test]
+fn head_layers_and_their_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let model_dir = train_tiny_model(dir.path());
+    let run = |representation: &str| {
+        let out = dir
+            .path()
+            .join(format!("{}.parquet", representation.replace(':', "_")));
+        let options = ExportOptions {
+            representation: Some(representation.to_string()),
+            ..ExportOptions::new(
+                images.clone(),
+                out.clone(),
+                ModelSource::Trained(model_dir.clone()),
+            )
+        };
+        export(&options).map(|summary| (summary, read_table(&out).1))
+    };
+
+    // Width 0.25: a 64-d encoder output, a 64-d hidden head layer, an 8-d projection.
+    for (representation, dim) in [("encoder", 64), ("head:1", 64), ("head:2", 8)] {
+        let (summary, metadata) = run(representation).unwrap();
+        assert_eq!(summary.dim, dim, "{representation}");
+        assert_eq!(
+            metadata.get(keys::REPRESENTATION).map(String::as_str),
+            Some(representation)
+        );
+    }
+    let err = format!("{:#}", anyhow::Error::new(run("head:3").unwrap_err()));
+    assert!(err.contains("head:1 to head:2"), "{err}");
+    let err = format!("{:#}", anyhow::Error::new(run("bottleneck").unwrap_err()));
+    assert!(err.contains("no bottleneck"), "{err}");
+    assert!(!dir.path().join("bottleneck.parquet").exists());
+
+    let mut config = PipelineConfig::default();
+    config.train.width = 0.25;
+    let options = ExportOptions {
+        representation: Some("head:1".into()),
+        ..ExportOptions::new(
+            images.clone(),
+            dir.path().join("random.parquet"),
+            ModelSource::RandomInit {
+                seed: 0,
+                config: Box::new(config),
+            },
+        )
+    };
+    let err = format!("{:#}", anyhow::Error::new(export(&options).unwrap_err()));
+    assert!(err.contains("random-init"), "{err}");
 }

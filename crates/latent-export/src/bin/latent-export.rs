@@ -7,21 +7,25 @@ use anyhow::Context;
 use clap::Parser;
 use latent_core::config::PipelineConfig;
 use latent_core::logging::{self, Verbosity};
-use latent_export::{ExportOptions, ModelSource, export};
+use latent_export::{ExportOptions, ModelSource, Shard, export};
 
-/// Embed every image of an image table with a trained (or random-init) small-cnn encoder.
+/// Embed every image of an image table with a trained (or random-init) encoder.
 ///
 /// Reads IMAGES (a Parquet image table from latent-ingest, or a folder of its shards) and
 /// the model folder written by latent-train (model.safetensors + config.toml), and writes
-/// the latent table (id, label, label_name, split, embedding) as Parquet. The embedding
-/// is the encoder's pooled output in eval mode, without augmentation: for a SimCLR model
-/// the encoder before the projection head, for an autoencoder model ([train] objective =
-/// "autoencoder") its bottleneck, recorded as latent.representation =
-/// "autoencoder-bottleneck" in the table's metadata.
+/// the latent table (id, label, label_name, split, embedding) as Parquet. Images are
+/// encoded once, in eval mode, without augmentation. By default the embedding is, for a
+/// SimCLR model, the encoder's pooled output before the projection head, and for an
+/// autoencoder its bottleneck; --representation picks another output. The choice is
+/// recorded as latent.representation in the table's metadata.
+///
+/// Large tables stream: memory does not grow with the number of images. --shard I/N
+/// exports the I-th of N slices of the rows, so N processes (or machines) can share the
+/// work; Polars and pyarrow read a folder of such files as one table.
 #[derive(Debug, Parser)]
 #[command(
     version,
-    after_help = "Examples:\n  latent-export runs/x/images.parquet --model runs/x/simclr --out runs/x/latent.parquet\n  latent-export runs/x/images.parquet --model runs/x/autoencoder --out runs/x/latent_ae.parquet\n  latent-export runs/x/images.parquet --random-init --seed 0 --out runs/x/latent_random.parquet"
+    after_help = "Examples:\n  latent-export runs/x/images.parquet --model runs/x/simclr --out runs/x/latent.parquet\n  latent-export runs/x/images.parquet --model runs/x/autoencoder --out runs/x/latent_ae.parquet\n  latent-export runs/x/images.parquet --random-init --seed 0 --out runs/x/latent_random.parquet\n  latent-export runs/x/images.parquet --model runs/x/simclr --representation head:1 --out runs/x/latent_head1.parquet\n  latent-export runs/x/images.parquet --model runs/x/simclr --shard 0/4 --out runs/x/latent/part-0.parquet"
 )]
 struct Args {
     /// Image table (Parquet file or folder of shards).
@@ -51,9 +55,26 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
 
+    /// Which output is the embedding: encoder (the pooled encoder output), head:K (layer K
+    /// of the projection head, after its batch norm and ReLU; the last layer is the
+    /// projection) or bottleneck (an autoencoder's code). Default: `[export]
+    /// representation` of the model's config, "auto" = encoder for SimCLR, bottleneck for an
+    /// autoencoder.
+    #[arg(long, value_name = "encoder|head:K|bottleneck")]
+    representation: Option<String>,
+
+    /// Export only shard I of N (0-based): the I-th of N contiguous, near-equal slices of
+    /// the image table's rows.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    shard: Option<Shard>,
+
     /// Images per encoder batch (default `[export] batch_size`).
     #[arg(long)]
     batch_size: Option<usize>,
+
+    /// Rows per Parquet row group (default `[export] row_group`).
+    #[arg(long)]
+    row_group: Option<usize>,
 
     #[command(flatten)]
     verbosity: Verbosity,
@@ -76,11 +97,11 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let options = ExportOptions {
-        images: args.images.clone(),
-        out: args.out.clone(),
-        source,
         batch_size: args.batch_size,
-        row_group: None,
+        row_group: args.row_group,
+        representation: args.representation,
+        shard: args.shard,
+        ..ExportOptions::new(args.images.clone(), args.out.clone(), source)
     };
     export(&options).with_context(|| {
         format!(
@@ -90,6 +111,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
     Ok(())
+}
+
+fn parse_shard(text: &str) -> Result<Shard, String> {
+    Shard::parse(text).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
