@@ -112,7 +112,23 @@ bench_train_step() {
     "$(printf '%s\n' "${peer[@]}" | median)" images/s 1
 }
 
-all=(ingest augment-32 augment-96 train-step probes)
+bench_export_memory() {
+  # Peak memory of `latent-export` on the 6,000-image default and on the 60,000-image
+  # CIFAR-10 tar (ten times the rows): export streams, so the ratio should stay near 1.
+  # No peer: the line compares our two runs (ratio = small / large, 1 = flat).
+  ensure_images
+  local large_images="$work/images_60k.parquet"
+  local tar="$root/../shared/datasets/cifar10/cifar10-images.tar"
+  [ -f "$large_images" ] || "$bin/latent-ingest" "$tar" --out "$large_images" -q
+  local small large
+  small=$(/usr/bin/time -f '%M' "$bin/latent-export" "$images_table" --random-init \
+    --out "$work/latent_mem_small.parquet" -q 2>&1 >/dev/null | tail -1)
+  large=$(/usr/bin/time -f '%M' "$bin/latent-export" "$large_images" --random-init \
+    --out "$work/latent_mem_large.parquet" -q 2>&1 >/dev/null | tail -1)
+  echo "bench export-memory small=$((small / 1024)) large=$((large / 1024)) unit=MB-peak-RSS rows=6000/60000 ratio=$(awk -v a="$small" -v b="$large" 'BEGIN {printf "%.2f", a / b}')"
+}
+
+all=(ingest augment-32 augment-96 train-step probes export-memory)
 names=("$@")
 [ ${#names[@]} -gt 0 ] || names=("${all[@]}")
 for name in "${names[@]}"; do
@@ -122,6 +138,7 @@ for name in "${names[@]}"; do
     augment-96) bench_augment 96 ;;
     train-step) bench_train_step ;;
     probes) bench_probes ;;
+    export-memory) bench_export_memory ;;
     *) echo "bench: unknown benchmark '$name' (known: ${all[*]})" >&2; exit 2 ;;
   esac
 done

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 
 use latent_core::image_table::{self, ImageTable};
 use latent_core::schema::{latent, split};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use polars::prelude::*;
 
 use crate::error::{AnalyzeError, Result};
@@ -30,6 +31,10 @@ pub struct FeatureSet {
     pub test_ids: Vec<i64>,
     /// Rows left out: no label, or a split other than train and test.
     pub skipped_rows: usize,
+    /// What the features are, for the report: "raw pixels", or the model output a latent
+    /// table says it holds (its `latent.representation` and `latent.model.kind` metadata,
+    /// e.g. "encoder, trained"), or "unknown" when the table does not say.
+    pub description: String,
 }
 
 impl FeatureSet {
@@ -96,7 +101,7 @@ impl Splitter {
         }
     }
 
-    fn finish(self, name: &str, source: &Path) -> Result<FeatureSet> {
+    fn finish(self, name: &str, source: &Path, description: String) -> Result<FeatureSet> {
         if self.train_labels.is_empty() || self.test_labels.is_empty() {
             return Err(AnalyzeError::invalid(
                 source,
@@ -130,6 +135,7 @@ impl Splitter {
             test_labels: self.test_labels,
             test_ids: self.test_ids,
             skipped_rows: self.skipped,
+            description,
         })
     }
 }
@@ -148,23 +154,51 @@ pub fn raw_pixels(table: &ImageTable) -> Result<FeatureSet> {
         let pixels = record.pixels.iter().map(|&p| f32::from(p) / 255.0);
         rows.push(record.id, record.label, &record.split, pixels);
     }
-    rows.finish("raw-pixels", path)
+    rows.finish("raw-pixels", path, "raw pixels".into())
 }
 
 /// What a latent table must hold, for error messages.
 const LATENT_COLUMNS: &str = "latent table with columns id, label (integer), label_name \
      (string), split (string), embedding (fixed_size_list<float32>[d])";
 
-/// Reads a latent table with Polars, refusing any table without the latent columns.
+/// Reads a latent table (one Parquet file, or a folder of the shards `latent-export
+/// --shard` writes) with Polars, refusing any table without the latent columns.
 pub fn read_latent_table(name: &str, path: &Path) -> Result<FeatureSet> {
     let polars_error = |source| AnalyzeError::Polars {
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path)
-        .map_err(|e| latent_core::Error::io(path, "opening the latent table", e))?;
-    let frame = ParquetReader::new(file).finish().map_err(polars_error)?;
-    let dim = check_latent_columns(path, &frame)?;
+    let files = image_table::table_files(path)?;
+    let mut frame: Option<DataFrame> = None;
+    let mut dim = 0;
+    for file in &files {
+        let part = File::open(file)
+            .map_err(|e| latent_core::Error::io(file, "opening the latent table", e))?;
+        let part = ParquetReader::new(part)
+            .finish()
+            .map_err(|source| AnalyzeError::Polars {
+                path: file.clone(),
+                source,
+            })?;
+        let part_dim = check_latent_columns(file, &part)?;
+        match frame.as_mut() {
+            None => (frame, dim) = (Some(part), part_dim),
+            Some(_) if part_dim != dim => {
+                return Err(AnalyzeError::invalid(
+                    file,
+                    format!(
+                        "embeddings of dimension {part_dim}, but {} has {dim}",
+                        files[0].display()
+                    ),
+                ));
+            }
+            Some(whole) => {
+                whole.vstack_mut_owned(part).map_err(polars_error)?;
+            }
+        }
+    }
+    let frame = frame.expect("table_files returns at least one file");
+    let description = describe_latent_table(&files[0]);
 
     let column = |name: &str| {
         frame
@@ -211,7 +245,27 @@ pub fn read_latent_table(name: &str, path: &Path) -> Result<FeatureSet> {
         let values = values[row * dim..(row + 1) * dim].iter().copied();
         rows.push(id.unwrap_or(-1), label, split_name.unwrap_or(""), values);
     }
-    rows.finish(name, path)
+    rows.finish(name, path, description)
+}
+
+/// "REPRESENTATION, KIND" from a latent table's key-value metadata (as `latent-export`
+/// writes them), or "unknown" for tables from elsewhere.
+fn describe_latent_table(file: &Path) -> String {
+    // The builder's Arrow schema carries the Parquet footer's key-value pairs and those of
+    // an encoded Arrow schema alike.
+    let metadata = File::open(file)
+        .ok()
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .map(|builder| builder.schema().metadata().clone())
+        .unwrap_or_default();
+    match (
+        metadata.get("latent.representation"),
+        metadata.get("latent.model.kind"),
+    ) {
+        (Some(representation), Some(kind)) => format!("{representation}, {kind}"),
+        (Some(representation), None) => representation.clone(),
+        _ => "unknown".into(),
+    }
 }
 
 /// Checks the latent columns and returns the embedding dimension.

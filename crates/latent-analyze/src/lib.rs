@@ -444,6 +444,7 @@ fn score(
 
     let confusion_counts = confusion(set, &linear_probe);
     FeatureSetReport {
+        features: set.description.clone(),
         dim: set.dim(),
         classes: set.classes(),
         train_rows: set.train.rows,

@@ -76,6 +76,10 @@ pub struct NamedInput {
 pub struct FeatureSetReport {
     pub name: String,
     pub source: PathBuf,
+    /// What the features are: "raw pixels", or the latent table's representation and
+    /// model kind ("encoder, trained", "head:1, trained", "bottleneck, trained",
+    /// "encoder, random-init"), "unknown" when the table does not record them.
+    pub features: String,
     pub dim: usize,
     pub classes: usize,
     pub train_rows: usize,
@@ -143,8 +147,8 @@ pub fn markdown(report: &Report) -> String {
          the mean ± std over subset seeds {:?}.\n",
         report.product, report.product_version, report.protocol.linear_probe.seeds
     );
-    let mut header = String::from("| features | dim |");
-    let mut rule = String::from("| --- | --- |");
+    let mut header = String::from("| features | layer | dim |");
+    let mut rule = String::from("| --- | --- | --- |");
     for f in fractions {
         let _ = write!(header, " lin {} |", percent_label(*f));
         rule.push_str(" --- |");
@@ -157,7 +161,7 @@ pub fn markdown(report: &Report) -> String {
     rule.push_str(" --- | --- | --- | --- | --- | --- |");
     let _ = writeln!(md, "{header}\n{rule}");
     for set in &report.feature_sets {
-        let mut line = format!("| {} | {} |", set.name, set.dim);
+        let mut line = format!("| {} | {} | {} |", set.name, set.features, set.dim);
         for probe in &set.linear_probe {
             let flag = if probe.converged {
                 ""
@@ -220,7 +224,12 @@ pub fn markdown(report: &Report) -> String {
 
     let probe = &report.protocol.linear_probe;
     let _ = writeln!(md, "\n## Protocol\n");
-    let _ = writeln!(md, "- Features: {}.", report.protocol.standardisation);
+    let _ = writeln!(
+        md,
+        "- Features: frozen; the layer column says which output of which model (read from \
+         the latent table's metadata). {}.",
+        report.protocol.standardisation
+    );
     let _ = writeln!(
         md,
         "- Linear probe: {}.",

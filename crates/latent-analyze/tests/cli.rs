@@ -75,6 +75,11 @@ fn write_image_table(path: &Path) {
 
 /// 8-d embeddings with one strong class direction.
 fn write_latent_table(path: &Path) {
+    write_parquet(path, latent_batch());
+}
+
+/// The tiny latent table: class signal in dimension `label`, small deterministic noise.
+fn latent_batch() -> RecordBatch {
     let rows = rows();
     let dim = 8;
     let values: Vec<f32> = rows
@@ -99,8 +104,12 @@ fn write_latent_table(path: &Path) {
         Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
         Arc::new(embedding),
     ];
-    let schema = latent_table_schema(dim, HashMap::new());
-    write_parquet(path, RecordBatch::try_new(schema, columns).unwrap());
+    let metadata = HashMap::from([
+        ("latent.representation".to_string(), "head:1".to_string()),
+        ("latent.model.kind".to_string(), "trained".to_string()),
+    ]);
+    let schema = latent_table_schema(dim, metadata);
+    RecordBatch::try_new(schema, columns).unwrap()
 }
 
 fn write_steps_table(path: &Path) {
@@ -221,8 +230,15 @@ fn report_has_every_feature_set_and_inputs_are_left_untouched() {
     assert_eq!(report["protocol"]["knn"]["temperature"], 0.1);
 
     let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(markdown.contains("| raw-pixels | 48 |"), "{markdown}");
-    assert!(markdown.contains("| simclr | 8 |"), "{markdown}");
+    assert!(
+        markdown.contains("| raw-pixels | raw pixels | 48 |"),
+        "{markdown}"
+    );
+    assert!(
+        markdown.contains("| simclr | head:1, trained | 8 |"),
+        "{markdown}"
+    );
+    assert_eq!(sets[1]["features"], "head:1, trained");
     assert!(markdown.contains("## Protocol"), "{markdown}");
 
     // The confusion counts are of the 10% probe's first seed: they cover every test row
@@ -319,4 +335,51 @@ fn an_output_folder_that_would_overwrite_an_input_is_refused() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("would overwrite the input"));
     assert_eq!(std::fs::read(&disguised).unwrap(), before);
+}
+
+#[test]
+fn a_folder_of_shards_scores_as_the_whole_table() {
+    let inputs = inputs();
+    let shards = inputs.root.join("latent_shards");
+    std::fs::create_dir(&shards).unwrap();
+    let whole = latent_batch();
+    let first = whole.num_rows() / 3;
+    write_parquet(&shards.join("part-0.parquet"), whole.slice(0, first));
+    write_parquet(
+        &shards.join("part-1.parquet"),
+        whole.slice(first, whole.num_rows() - first),
+    );
+
+    let scores = |latent: &Path, out: &str| {
+        let out = inputs.root.join(out);
+        let latent_arg = format!("simclr={}", latent.display());
+        let output = analyze(&[
+            "--images",
+            inputs.images.to_str().unwrap(),
+            "--latent",
+            &latent_arg,
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        let set = report["feature_sets"][1].clone();
+        (
+            set["train_rows"].clone(),
+            set["test_rows"].clone(),
+            set["linear_probe"].clone(),
+            set["knn"].clone(),
+        )
+    };
+    assert_eq!(
+        scores(&shards, "report_shards"),
+        scores(&inputs.latent, "report_whole")
+    );
 }

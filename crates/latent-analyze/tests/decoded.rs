@@ -92,6 +92,7 @@ fn bottlenecks() -> FeatureSet {
         train_ids,
         test_ids,
         skipped_rows: 0,
+        description: "encoder, trained".into(),
     }
 }
 

@@ -52,6 +52,7 @@ fn feature_set() -> FeatureSet {
         train_ids,
         test_ids,
         skipped_rows: 0,
+        description: "encoder, trained".into(),
     }
 }
 

@@ -278,6 +278,7 @@ fn zero_variance_columns_become_zero_not_nan() {
         train_ids: vec![10, 11],
         test_ids: vec![12],
         skipped_rows: 0,
+        description: "encoder, trained".into(),
     };
     standardise(&mut set);
     assert_eq!(set.train.data, vec![-1.0, 0.0, 1.0, 0.0]);
