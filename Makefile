@@ -76,12 +76,18 @@ $(RUN)/latent_autoencoder.parquet: $(RUN)/autoencoder/model.safetensors $(AE_CFG
 $(RUN)/latent_simclr.parquet: $(RUN)/simclr/model.safetensors $(CFG)/export.toml
 	$(BIN)/latent-export $(RUN)/images.parquet --model $(RUN)/simclr --config $(CONFIG) --out $@
 
+# The projection head's first layer, SimCLR v2's suggestion of a better representation
+# than the encoder output, exported beside it for the report to compare.
+$(RUN)/latent_simclr_head1.parquet: $(RUN)/simclr/model.safetensors $(CFG)/export.toml
+	$(BIN)/latent-export $(RUN)/images.parquet --model $(RUN)/simclr --config $(CONFIG) --representation head:1 --out $@
+
 $(RUN)/latent_random.parquet: $(RUN)/images.parquet $(CFG)/train.toml $(CFG)/augment.toml $(CFG)/export.toml
 	$(BIN)/latent-export $(RUN)/images.parquet --random-init --config $(CONFIG) --out $@
 
-$(RUN)/report/report.json: $(RUN)/images.parquet $(RUN)/latent_simclr.parquet $(RUN)/latent_random.parquet $(AE_LATENT) $(CFG)/analyze.toml
+$(RUN)/report/report.json: $(RUN)/images.parquet $(RUN)/latent_simclr.parquet $(RUN)/latent_simclr_head1.parquet $(RUN)/latent_random.parquet $(AE_LATENT) $(CFG)/analyze.toml
 	$(BIN)/latent-analyze --images $(RUN)/images.parquet \
 	  --latent simclr=$(RUN)/latent_simclr.parquet \
+	  --latent simclr-head1=$(RUN)/latent_simclr_head1.parquet \
 	  --latent random-init=$(RUN)/latent_random.parquet $(AE_REPORT_ARGS) \
 	  --steps $(RUN)/simclr/steps.parquet \
 	  --config $(CONFIG) --out $(RUN)/report

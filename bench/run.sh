@@ -95,6 +95,39 @@ bench_probes() {
   echo "# probes accuracy peer: $peer_acc"
 }
 
+bench_probes_agreement() {
+  # Linear-probe accuracy at 1% and 10% labels, ours and the peer's, each averaged over
+  # SEEDS label subsets (default 20). Both draw class-stratified subsets and 3 folds with
+  # their own random generators, so with the peer's usual 3 seeds the means differ by
+  # about a point from draw luck alone; many seeds compare the protocols, not the luck.
+  # Prints the difference (ours - peer) and its standard error per fraction.
+  ensure_images
+  local latent="$work/latent_random.parquet" seeds="${SEEDS:-20}"
+  [ -f "$latent" ] || "$bin/latent-export" "$images_table" --random-init --out "$latent" -q
+  local config="$work/probes-agreement.toml"
+  printf '[analyze]\nlabel_fractions = [0.01, 0.1]\nseeds = [%s]\n' \
+    "$(seq -s, 0 $((seeds - 1)))" > "$config"
+  "$bin/latent-analyze" --images "$images_table" --latent random-init="$latent" \
+    --config "$config" --out "$work/probes_agreement" -q
+  local peer_line
+  peer_line=$(cd "$peers" && "$py" "$root/bench/probe_seeds.py" . "$seeds" 0.01,0.1 -- \
+    "$latent" 2>/dev/null | tail -1)
+  "$py" - "$work/probes_agreement/report.json" "$peer_line" <<'PY'
+import json, math, sys
+ours = {p["fraction"]: [s["accuracy"] for s in p["per_seed"]]
+        for p in json.load(open(sys.argv[1]))["feature_sets"][1]["linear_probe"]}
+peer = json.loads(sys.argv[2])
+for fraction, key in ((0.01, "linear_1pct"), (0.1, "linear_10pct")):
+    a, b = ours[fraction], peer[key]["per_seed"]
+    mean = lambda v: sum(v) / len(v)
+    var = lambda v: sum((x - mean(v)) ** 2 for x in v) / (len(v) - 1)
+    se = math.sqrt(var(a) / len(a) + var(b) / len(b))
+    print(f"bench probes-agreement-{fraction * 100:g}pct ours={100 * mean(a):.2f} "
+          f"peer={100 * mean(b):.2f} unit=accuracy% seeds={len(a)}/{len(b)} "
+          f"difference={100 * (mean(a) - mean(b)):+.2f} standard_error={100 * se:.2f}")
+PY
+}
+
 bench_train_step() {
   # A SimCLR training run of 2 epochs at batch 256 (views made on the fly by one worker on
   # both sides); images/s over the whole run, as the peer reports it.
@@ -139,6 +172,7 @@ for name in "${names[@]}"; do
     train-step) bench_train_step ;;
     probes) bench_probes ;;
     export-memory) bench_export_memory ;;
-    *) echo "bench: unknown benchmark '$name' (known: ${all[*]})" >&2; exit 2 ;;
+    probes-agreement) bench_probes_agreement ;;
+    *) echo "bench: unknown benchmark '$name' (known: ${all[*]} probes-agreement)" >&2; exit 2 ;;
   esac
 done

@@ -50,7 +50,27 @@ fn smoke_pipeline_reports_a_learned_embedding_above_chance_and_reruns_only_what_
     let names: Vec<&str> = sets.iter().map(|s| s["name"].as_str().unwrap()).collect();
     assert_eq!(
         names,
-        ["raw-pixels", "simclr", "random-init", "autoencoder"]
+        [
+            "raw-pixels",
+            "simclr",
+            "simclr-head1",
+            "random-init",
+            "autoencoder"
+        ]
+    );
+    let layers: Vec<&str> = sets
+        .iter()
+        .map(|s| s["features"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        layers,
+        [
+            "raw pixels",
+            "encoder, trained",
+            "head:1, trained",
+            "encoder, random-init",
+            "bottleneck, trained"
+        ]
     );
 
     let simclr = &sets[1];

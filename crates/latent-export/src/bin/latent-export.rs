@@ -47,8 +47,10 @@ struct Args {
     #[arg(long, requires = "random_init")]
     seed: Option<u64>,
 
-    /// Pipeline config for --random-init (width, normalisation, batch sizes).
-    #[arg(long, requires = "random_init")]
+    /// Pipeline config: its `[export]` section (batch size, row group, representation)
+    /// overrides the trained model's; with --random-init it also gives the width and the
+    /// normalisation. Flags override both.
+    #[arg(long)]
     config: Option<PathBuf>,
 
     /// Latent table to write.
@@ -81,14 +83,18 @@ struct Args {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => Some(
+            PipelineConfig::load(path)
+                .with_context(|| format!("reading the config {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let export_section = config.as_ref().map(|c| c.export.clone());
     let source = match args.model {
         Some(dir) => ModelSource::Trained(dir),
         None => {
-            let config = match &args.config {
-                Some(path) => PipelineConfig::load(path)
-                    .with_context(|| format!("reading the config {}", path.display()))?,
-                None => PipelineConfig::default(),
-            };
+            let config = config.unwrap_or_default();
             let seed = args.seed.unwrap_or(config.run.seed);
             ModelSource::RandomInit {
                 seed,
@@ -97,9 +103,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let options = ExportOptions {
-        batch_size: args.batch_size,
-        row_group: args.row_group,
-        representation: args.representation,
+        batch_size: args
+            .batch_size
+            .or(export_section.as_ref().map(|e| e.batch_size)),
+        row_group: args
+            .row_group
+            .or(export_section.as_ref().map(|e| e.row_group)),
+        representation: args
+            .representation
+            .or(export_section.map(|e| e.representation)),
         shard: args.shard,
         ..ExportOptions::new(args.images.clone(), args.out.clone(), source)
     };
