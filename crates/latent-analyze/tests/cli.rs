@@ -152,6 +152,20 @@ fn inputs() -> Inputs {
     }
 }
 
+/// The analyzer on the tiny image table and one latent table, named `simclr`.
+fn analyze_latent(inputs: &Inputs, latent: &Path, out: &Path) -> std::process::Output {
+    let latent_arg = format!("simclr={}", latent.display());
+    analyze(&[
+        "--images",
+        inputs.images.to_str().unwrap(),
+        "--latent",
+        &latent_arg,
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ])
+}
+
 fn analyze(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_latent-analyze"))
         .args(args)
@@ -322,16 +336,7 @@ fn an_output_folder_that_would_overwrite_an_input_is_refused() {
     let disguised = out.join("report.json");
     std::fs::copy(&inputs.latent, &disguised).unwrap();
     let before = std::fs::read(&disguised).unwrap();
-    let latent_arg = format!("simclr={}", disguised.display());
-    let output = analyze(&[
-        "--images",
-        inputs.images.to_str().unwrap(),
-        "--latent",
-        &latent_arg,
-        "--out",
-        out.to_str().unwrap(),
-        "-q",
-    ]);
+    let output = analyze_latent(&inputs, &disguised, &out);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("would overwrite the input"));
     assert_eq!(std::fs::read(&disguised).unwrap(), before);
@@ -352,16 +357,7 @@ fn a_folder_of_shards_scores_as_the_whole_table() {
 
     let scores = |latent: &Path, out: &str| {
         let out = inputs.root.join(out);
-        let latent_arg = format!("simclr={}", latent.display());
-        let output = analyze(&[
-            "--images",
-            inputs.images.to_str().unwrap(),
-            "--latent",
-            &latent_arg,
-            "--out",
-            out.to_str().unwrap(),
-            "-q",
-        ]);
+        let output = analyze_latent(&inputs, latent, &out);
         assert!(
             output.status.success(),
             "{}",
