@@ -1,0 +1,73 @@
+"""Loads our SimCLR model.safetensors into the PyTorch peer's modules and compares outputs.
+
+Usage (needs torch, so the peers' venv, plus the ``safetensors`` package):
+
+    python tests/python/load_in_torch.py MODEL.safetensors CASE.json [--peers DIR]
+
+``CASE.json`` is what ``crates/latent-train/tests/python_weights.rs`` writes when
+``LATENT_WEIGHTS_CASE_DIR`` is set: an input batch and our encoder's eval-mode embeddings.
+The ``features.*`` tensors go into the peer's ``SmallCNN`` with
+``load_state_dict(strict=True)`` (so every name and shape must match its state_dict), the
+``head.*`` tensors into the peer's ``projection_head`` (also strict); the encoder then
+embeds the batch in eval mode and the largest absolute difference from ours is printed.
+Exits 1 when it exceeds 1e-5 or a name is missing or left over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+TOLERANCE = 1e-5
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", type=Path)
+    parser.add_argument("case", type=Path)
+    parser.add_argument("--peers", type=Path,
+                        default=Path(__file__).resolve().parents[3] / "shared" / "peers",
+                        help="folder of the peer scripts (default ../shared/peers)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(args.peers))
+    from simclr_torch import projection_head
+    from torch_common import SmallCNN
+
+    state = load_file(args.model)
+    encoder_state = {k: v for k, v in state.items() if k.startswith("features.")}
+    head_state = {k[len("head."):]: v for k, v in state.items() if k.startswith("head.")}
+    left_over = set(state) - set(encoder_state) - {f"head.{k}" for k in head_state}
+    if left_over:
+        print(f"tensors neither encoder nor head: {sorted(left_over)}")
+        return 1
+
+    encoder = SmallCNN(in_channels=encoder_state["features.0.0.weight"].shape[1])
+    encoder.load_state_dict(encoder_state, strict=True)
+    hidden_layers = (len([k for k in head_state if k.endswith("running_mean")]))
+    head = projection_head("3layer" if hidden_layers == 2 else "2layer",
+                           in_dim=SmallCNN.out_dim, hidden=head_state["0.weight"].shape[0],
+                           out_dim=head_state[f"{3 * hidden_layers}.weight"].shape[0])
+    head.load_state_dict(head_state, strict=True)
+    print(f"loaded {len(encoder_state)} encoder and {len(head_state)} head tensors "
+          f"with strict=True")
+
+    case = json.loads(args.case.read_text())
+    images = torch.tensor(case["input"], dtype=torch.float32).reshape(case["shape"])
+    ours = torch.tensor(case["embedding"], dtype=torch.float32).reshape(images.shape[0], -1)
+    encoder.eval()
+    with torch.no_grad():
+        theirs = encoder(images)
+
+    diff = (theirs - ours).abs().max().item()
+    print(f"PyTorch SmallCNN (eval) vs ours: max abs diff {diff:.3e} over {ours.numel()} "
+          f"values (max |embedding| {ours.abs().max().item():.3e})")
+    return 0 if diff <= TOLERANCE else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
