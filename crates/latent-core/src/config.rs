@@ -147,6 +147,10 @@ pub struct TrainConfig {
     pub head: String,
     /// Output size of the projection head.
     pub projection_dim: usize,
+    /// Autoencoder only: size B of the code the decoder reads. 0: the encoder's pooled
+    /// output is the code; B > 0: a Linear layer (with bias) maps the pooled output to B
+    /// values, and the decoder starts from those.
+    pub bottleneck: usize,
     /// Images per batch (each contributes two views).
     pub batch_size: usize,
     /// NT-Xent temperature.
@@ -185,6 +189,7 @@ impl Default for TrainConfig {
             width: 1.0,
             head: "2layer".into(),
             projection_dim: 128,
+            bottleneck: 0,
             batch_size: 256,
             temperature: 0.5,
             optimizer: "adamw".into(),

@@ -616,8 +616,8 @@ impl Model {
         }
     }
 
-    /// The encoder, whose pooled output is the embedding (the bottleneck of the
-    /// autoencoder).
+    /// The encoder, whose pooled output is the embedding (for an autoencoder with a
+    /// bottleneck layer, the input of that layer).
     pub fn encoder(&self) -> &Encoder {
         match self {
             Model::Simclr(m) => &m.encoder,

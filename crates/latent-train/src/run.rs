@@ -98,6 +98,8 @@ pub struct StepRecord {
 struct Settings {
     objective: Objective,
     arch: Architecture,
+    /// Size of the autoencoder's code (0: the encoder's pooled output).
+    bottleneck: usize,
     schedule: Schedule,
     optimizer: OptimizerKind,
     /// Peak learning rate after scaling with the batch size.
@@ -133,6 +135,12 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
         train.encoder == "small-cnn",
     )?;
     expect(
+        "bottleneck",
+        &train.bottleneck.to_string(),
+        "0 unless objective = \"autoencoder\" (a SimCLR model has no bottleneck layer)",
+        train.bottleneck == 0 || objective == Objective::Autoencoder,
+    )?;
+    expect(
         "batch_size",
         &train.batch_size.to_string(),
         "at least 2",
@@ -159,6 +167,7 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
             head: HeadKind::parse(&train.head)?,
             projection_dim: train.projection_dim,
         },
+        bottleneck: train.bottleneck,
         schedule: Schedule::parse(&train.schedule, train.warmup)?,
         optimizer: OptimizerKind::parse(&train.optimizer)?,
         peak_lr: LrScaling::parse(&train.lr_scaling)?.apply(train.lr, train.batch_size),
@@ -292,9 +301,12 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     } else {
         let model = match settings.objective {
             Objective::Simclr => Model::Simclr(SimclrModel::new(settings.arch, seed)?),
-            Objective::Autoencoder => {
-                Model::Autoencoder(AutoencoderModel::new(settings.arch, info.size, seed)?)
-            }
+            Objective::Autoencoder => Model::Autoencoder(AutoencoderModel::new(
+                settings.arch,
+                info.size,
+                settings.bottleneck,
+                seed,
+            )?),
         };
         let optimizer = Optimizer::new(
             settings.optimizer,
@@ -720,6 +732,24 @@ pub fn load_model_dir(dir: &Path) -> Result<TrainedModel> {
         projection_dim: config.train.projection_dim,
     };
     let model = Model::load(objective, arch, &weights)?;
+
+    if let Model::Autoencoder(autoencoder) = &model {
+        let in_file = autoencoder
+            .bottleneck
+            .as_ref()
+            .map_or(0, |l| l.weight.dims()[0]);
+        if in_file != config.train.bottleneck {
+            return Err(TrainError::Model {
+                path: weights,
+                what: format!(
+                    "has a bottleneck of {in_file} (0: none), but its config.toml says \
+                     bottleneck = {}",
+                    config.train.bottleneck
+                ),
+            });
+        }
+    }
+
     Ok(TrainedModel {
         model,
         config,
