@@ -376,8 +376,7 @@ impl AutoencoderModel {
 
     /// The input channels recorded in a weights file (the first convolution's `in`).
     pub fn in_channels_of(path: &Path) -> Result<usize> {
-        let weights = WeightSource::open(path)?;
-        Ok(weights.raw("encoder.features.0.0.weight")?.dim(1)?)
+        WeightSource::open(path)?.first_conv_in_channels("encoder.")
     }
 }
 
@@ -396,6 +395,7 @@ mod tests {
 
     fn arch(width: f64) -> Architecture {
         Architecture {
+            encoder: crate::model::EncoderKind::SmallCnn,
             in_channels: 3,
             width,
             head: HeadKind::TwoLayer,
@@ -597,6 +597,43 @@ mod tests {
         assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
         let images = loaded.decoder.forward_eval(&a, Backend::Candle).unwrap();
         assert_eq!(images.dims(), &[2, 3, 16, 16]);
+    }
+
+    #[test]
+    fn a_resnet18_autoencoder_mirrors_its_stage_channels() {
+        let resnet = Architecture {
+            encoder: crate::model::EncoderKind::ResNet18,
+            ..arch(0.125)
+        };
+        let mut model = AutoencoderModel::new(resnet, 16, 0, 1).unwrap();
+        let x = Tensor::randn(0f32, 1., (2, 3, 16, 16), &Device::Cpu).unwrap();
+        let (code, y) = model.forward_train(&x, Backend::Fast).unwrap();
+        assert_eq!(code.dims(), &[2, 64]);
+        assert_eq!(y.dims(), &[2, 3, 16, 16]);
+
+        let shapes: std::collections::HashMap<String, Vec<usize>> = model
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.dims().to_vec()))
+            .collect();
+        assert_eq!(shapes["encoder.conv1.weight"], vec![8, 3, 3, 3]);
+        assert_eq!(shapes["decoder.up.0.0.weight"], vec![64, 32, 4, 4]);
+        assert_eq!(shapes["decoder.up.3.weight"], vec![3, 8, 3, 3]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let tensors = model.tensors().unwrap();
+        let bytes =
+            safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+                .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(AutoencoderModel::in_channels_of(&path).unwrap(), 3);
+        let loaded = AutoencoderModel::load(resnet, &path).unwrap();
+        let a = model.encode_eval(&x, Backend::Fast).unwrap();
+        let b = loaded.encode_eval(&x, Backend::Fast).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
     }
 
     #[test]

@@ -25,7 +25,7 @@ use crate::autoencoder::{AutoencoderModel, mse};
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::loss::{nt_xent, positive_top1};
-use crate::model::{Architecture, Backend, HeadKind, Model, Objective, SimclrModel};
+use crate::model::{Architecture, Backend, Model, Objective, SimclrModel};
 use crate::optim::{LrScaling, Optimizer, OptimizerKind, Schedule};
 use crate::views::{ViewBatch, ViewsInfo, ViewsStream};
 
@@ -129,12 +129,6 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
         });
     }
     expect(
-        "encoder",
-        &train.encoder,
-        "\"small-cnn\"",
-        train.encoder == "small-cnn",
-    )?;
-    expect(
         "bottleneck",
         &train.bottleneck.to_string(),
         "0 unless objective = \"autoencoder\" (a SimCLR model has no bottleneck layer)",
@@ -161,12 +155,7 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
 
     Ok(Settings {
         objective,
-        arch: Architecture {
-            in_channels: info.channels,
-            width: train.width,
-            head: HeadKind::parse(&train.head)?,
-            projection_dim: train.projection_dim,
-        },
+        arch: Architecture::from_config(info.channels, train)?,
         bottleneck: train.bottleneck,
         schedule: Schedule::parse(&train.schedule, train.warmup)?,
         optimizer: OptimizerKind::parse(&train.optimizer)?,
@@ -725,12 +714,7 @@ pub fn load_model_dir(dir: &Path) -> Result<TrainedModel> {
     let config = PipelineConfig::load(&dir.join(files::CONFIG))?;
     let objective = Objective::parse(&config.train.objective)?;
     let in_channels = Model::in_channels_of(objective, &weights)?;
-    let arch = Architecture {
-        in_channels,
-        width: config.train.width,
-        head: HeadKind::parse(&config.train.head)?,
-        projection_dim: config.train.projection_dim,
-    };
+    let arch = Architecture::from_config(in_channels, &config.train)?;
     let model = Model::load(objective, arch, &weights)?;
 
     if let Model::Autoencoder(autoencoder) = &model {
