@@ -139,7 +139,8 @@ impl Default for AugmentConfig {
 pub struct TrainConfig {
     /// Model family: "simclr" or "autoencoder".
     pub objective: String,
-    /// Encoder architecture ("small-cnn").
+    /// Encoder architecture: "small-cnn" (the peer's four conv blocks) or "resnet18" (CIFAR-style
+    /// ResNet-18 with torchvision's tensor names).
     pub encoder: String,
     /// Width multiplier of the encoder's channels.
     pub width: f64,
