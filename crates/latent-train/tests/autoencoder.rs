@@ -298,3 +298,23 @@ fn a_bottleneck_is_refused_for_simclr() {
         "{err}"
     );
 }
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_bottleneck_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, S, &rows(1, 4, |_, id| pattern(id)));
+    let out = dir.path().join("ae");
+    let mut config = ae_config(4, 1e-3);
+    config.train.bottleneck = 6;
+    train(&views, &options(&out, config)).unwrap();
+
+    let path = out.join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("bottleneck = 6", "bottleneck = 0")).unwrap();
+    let err = load_model_dir(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("bottleneck of 6") && err.contains("bottleneck = 0"),
+        "{err}"
+    );
+}
