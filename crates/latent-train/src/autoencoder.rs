@@ -1,5 +1,7 @@
-//! The convolutional autoencoder: the `small-cnn` encoder, an optional bottleneck layer
-//! and the peer's mirrored decoder, trained on mean squared error.
+//! The convolutional autoencoder: the encoder (`small-cnn` or `resnet18`), an optional
+//! bottleneck layer and the peer's mirrored decoder, trained on mean squared error.
+//! Both encoders halve the side three times, so the decoder mirrors either one's four
+//! channel counts (32/64/128/256 or 64/128/256/512, times the width).
 //!
 //! The code the decoder reads is the encoder's pooled output (D values, 256 at width 1)
 //! or, with `[train] bottleneck = B > 0`, a Linear(D -> B, with bias) of it. The decoder is

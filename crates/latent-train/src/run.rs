@@ -320,11 +320,12 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         images_per_epoch = ?info.images_per_epoch,
         batch_size = train_config.batch_size,
         planned_steps = ?planned,
-        "training {} on small-cnn",
+        "training {} on {}",
         match settings.objective {
             Objective::Simclr => "SimCLR (NT-Xent on two views)",
             Objective::Autoencoder => "the autoencoder (MSE on view1; view2 is not read)",
-        }
+        },
+        train_config.encoder
     );
 
     let receiver = spawn_reader(stream, train_config.batch_size, position.rows_consumed);
