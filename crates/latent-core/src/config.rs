@@ -139,7 +139,8 @@ impl Default for AugmentConfig {
 pub struct TrainConfig {
     /// Model family: "simclr" or "autoencoder".
     pub objective: String,
-    /// Encoder architecture ("small-cnn").
+    /// Encoder architecture: "small-cnn" (the peer's four conv blocks) or "resnet18" (CIFAR-style
+    /// ResNet-18 with torchvision's tensor names).
     pub encoder: String,
     /// Width multiplier of the encoder's channels.
     pub width: f64,
@@ -147,6 +148,10 @@ pub struct TrainConfig {
     pub head: String,
     /// Output size of the projection head.
     pub projection_dim: usize,
+    /// Autoencoder only: size B of the code the decoder reads. 0: the encoder's pooled
+    /// output is the code; B > 0: a Linear layer (with bias) maps the pooled output to B
+    /// values, and the decoder starts from those.
+    pub bottleneck: usize,
     /// Images per batch (each contributes two views).
     pub batch_size: usize,
     /// NT-Xent temperature.
@@ -185,6 +190,7 @@ impl Default for TrainConfig {
             width: 1.0,
             head: "2layer".into(),
             projection_dim: 128,
+            bottleneck: 0,
             batch_size: 256,
             temperature: 0.5,
             optimizer: "adamw".into(),

@@ -28,7 +28,7 @@ use latent_core::atomic::AtomicFile;
 use latent_core::config::PipelineConfig;
 use latent_core::image_table::{self, ImageRecord};
 use latent_core::schema::{self, latent};
-use latent_train::model::{Architecture, Backend, Encoder, HeadKind, SimclrModel};
+use latent_train::model::{Architecture, Backend, Encoder, SimclrModel};
 pub use latent_train::representation::{Embedder, Representation};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -497,12 +497,7 @@ pub fn prepare_encoder(
                 }
                 .into());
             }
-            let arch = Architecture {
-                in_channels: 3,
-                width: config.train.width,
-                head: HeadKind::parse(&config.train.head)?,
-                projection_dim: config.train.projection_dim,
-            };
+            let arch = Architecture::from_config(3, &config.train)?;
             let mut model = SimclrModel::new(arch, *seed)?;
             let (mean, std) = normalisation(config, images, arch.in_channels)?;
             let batch = batch_size.unwrap_or(config.export.batch_size).max(2);

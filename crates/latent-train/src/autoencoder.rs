@@ -1,10 +1,14 @@
-//! The convolutional autoencoder: the `small-cnn` encoder (its pooled output is the
-//! bottleneck) and the peer's mirrored decoder, trained on mean squared error.
+//! The convolutional autoencoder: the encoder (`small-cnn` or `resnet18`), an optional
+//! bottleneck layer and the peer's mirrored decoder, trained on mean squared error.
+//! Both encoders halve the side three times, so the decoder mirrors either one's four
+//! channel counts (32/64/128/256 or 64/128/256/512, times the width).
 //!
-//! The decoder is `MirrorDecoder` of `shared/peers/autoencoder_torch.py`, with s = image
-//! side / 8 and D the encoder's output size (256 at width 1):
+//! The code the decoder reads is the encoder's pooled output (D values, 256 at width 1)
+//! or, with `[train] bottleneck = B > 0`, a Linear(D -> B, with bias) of it. The decoder is
+//! `MirrorDecoder` of `shared/peers/autoencoder_torch.py`, with s = image side / 8 and K
+//! the code's size (D or B):
 //!
-//! * Linear(D -> D*s*s, with bias), reshape to D x s x s, BatchNorm2d(D), ReLU;
+//! * Linear(K -> D*s*s, with bias), reshape to D x s x s, BatchNorm2d(D), ReLU;
 //! * three times ConvTranspose2d(4x4, stride 2, padding 1, no bias), BatchNorm2d, ReLU,
 //!   with the encoder's channels in reverse (256 -> 128 -> 64 -> 32 at width 1);
 //! * Conv2d(32 -> image channels, 3x3, padding 1, with bias), no activation.
@@ -12,7 +16,8 @@
 //! # Tensor names
 //!
 //! As the peer's `AutoEncoder.state_dict()`: the encoder under `encoder.features.…`
-//! (the SimCLR model's names with an `encoder.` prefix), the decoder as
+//! (the SimCLR model's names with an `encoder.` prefix), the bottleneck layer (when there
+//! is one) as `bottleneck.weight` (`[B, D]`) / `bottleneck.bias`, the decoder as
 //! `decoder.fc.weight` / `.bias`, `decoder.fc_norm.*`, `decoder.up.{i}.0.weight` (the
 //! transposed convolutions, `[in, out, 4, 4]`) and `decoder.up.{i}.1.*` (their batch norms)
 //! for i in 0..3, then `decoder.up.3.weight` / `.bias` (the output convolution).
@@ -32,6 +37,9 @@ use crate::model::{
 
 /// Side of the transposed convolutions' kernels.
 const UP_KERNEL: usize = 4;
+/// Tensor names of the bottleneck layer.
+const BOTTLENECK_WEIGHT: &str = "bottleneck.weight";
+const BOTTLENECK_BIAS: &str = "bottleneck.bias";
 
 /// One upsampling block: ConvTranspose2d(4x4, stride 2, padding 1, no bias), BN, ReLU.
 #[derive(Debug)]
@@ -41,12 +49,12 @@ pub struct UpBlock {
     pub norm: BatchNorm,
 }
 
-/// The mirrored decoder: bottleneck `[N, D]` -> image `[N, C, 8s, 8s]`.
+/// The mirrored decoder: code `[N, K]` -> image `[N, C, 8s, 8s]`.
 #[derive(Debug)]
 pub struct Decoder {
     /// Side of the first feature map (image side / 8).
     pub start: usize,
-    /// `[D*s*s, D]`.
+    /// `[D*s*s, K]`.
     pub fc_weight: Var,
     pub fc_bias: Var,
     pub fc_norm: BatchNorm,
@@ -64,12 +72,18 @@ fn conv_transpose(x: &Tensor, weight: &Tensor, backend: Backend) -> Result<Tenso
 }
 
 impl Decoder {
-    fn new(arch: &Architecture, start: usize, init: &mut Initialiser) -> Result<Self> {
+    /// A decoder from codes of `code_dim` values.
+    fn new(
+        arch: &Architecture,
+        start: usize,
+        code_dim: usize,
+        init: &mut Initialiser,
+    ) -> Result<Self> {
         let channels = arch.block_channels();
         let dim = arch.embedding_dim();
         let fc_out = dim * start * start;
-        let fc_weight = init.uniform(&[fc_out, dim], dim)?;
-        let fc_bias = init.uniform(&[fc_out], dim)?;
+        let fc_weight = init.uniform(&[fc_out, code_dim], code_dim)?;
+        let fc_bias = init.uniform(&[fc_out], code_dim)?;
 
         let mut up = Vec::with_capacity(3);
         for k in (0..3).rev() {
@@ -95,9 +109,15 @@ impl Decoder {
         })
     }
 
+    /// Size of the codes the decoder reads.
+    pub fn code_dim(&self) -> usize {
+        self.fc_weight.dims()[1]
+    }
+
     /// The Linear layer, reshaped to `[N, D, s, s]`.
     fn project(&self, code: &Tensor) -> Result<Tensor> {
-        let (n, dim) = code.dims2()?;
+        let n = code.dim(0)?;
+        let dim = self.fc_norm.weight.dim(0)?;
         let h = code
             .matmul(&self.fc_weight.as_tensor().t()?)?
             .broadcast_add(self.fc_bias.as_tensor())?;
@@ -190,18 +210,42 @@ impl Decoder {
     }
 }
 
-/// Encoder plus decoder: what the autoencoder objective trains.
+/// A Linear layer with bias: `x W^T + b`.
+#[derive(Debug)]
+pub struct Linear {
+    /// `[out, in]`.
+    pub weight: Var,
+    /// `[out]`.
+    pub bias: Var,
+}
+
+impl Linear {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
+    }
+}
+
+/// Encoder, optional bottleneck layer and decoder: what the autoencoder objective trains.
 #[derive(Debug)]
 pub struct AutoencoderModel {
     pub arch: Architecture,
     pub encoder: Encoder,
+    /// Linear(D -> B) between the pooled output and the decoder (`[train] bottleneck`).
+    pub bottleneck: Option<Linear>,
     pub decoder: Decoder,
 }
 
 impl AutoencoderModel {
     /// A freshly initialised model for square images of side `image_size` (a multiple of
-    /// 8). The encoder's initial weights are the SimCLR model's for the same seed.
-    pub fn new(arch: Architecture, image_size: usize, seed: u64) -> Result<Self> {
+    /// 8) whose code has `bottleneck` values (0: the encoder's pooled output is the code).
+    /// The encoder's initial weights are the SimCLR model's for the same seed.
+    pub fn new(
+        arch: Architecture,
+        image_size: usize,
+        bottleneck: usize,
+        seed: u64,
+    ) -> Result<Self> {
         if image_size == 0 || !image_size.is_multiple_of(8) {
             return Err(TrainError::Input {
                 input: "autoencoder".into(),
@@ -212,36 +256,74 @@ impl AutoencoderModel {
         }
         let mut init = Initialiser::new(seed);
         let encoder = Encoder::new(&arch, &mut init)?;
-        let decoder = Decoder::new(&arch, image_size / 8, &mut init)?;
+        let dim = arch.embedding_dim();
+        let bottleneck = match bottleneck {
+            0 => None,
+            size => Some(Linear {
+                weight: init.uniform(&[size, dim], dim)?,
+                bias: init.uniform(&[size], dim)?,
+            }),
+        };
+        let code_dim = bottleneck
+            .as_ref()
+            .map_or(dim, |layer| layer.weight.dims()[0]);
+        let decoder = Decoder::new(&arch, image_size / 8, code_dim, &mut init)?;
         Ok(Self {
             arch,
             encoder,
+            bottleneck,
             decoder,
         })
     }
 
-    /// Side of the images the decoder makes.
     /// The linear layer between the encoder's pooled output and the code the decoder
     /// reads (weight `[B, D]`, bias `[B]`), or None when the pooled output is the code.
     pub fn bottleneck_layer(&self) -> Option<(Tensor, Tensor)> {
-        None
+        self.bottleneck.as_ref().map(|layer| {
+            (
+                layer.weight.as_tensor().clone(),
+                layer.bias.as_tensor().clone(),
+            )
+        })
     }
 
+    /// Size of the code the decoder reads (B, or D without a bottleneck layer).
+    pub fn code_dim(&self) -> usize {
+        self.decoder.code_dim()
+    }
+
+    /// Side of the images the decoder makes.
     pub fn image_size(&self) -> usize {
         8 * self.decoder.start
     }
 
-    /// (bottleneck `[N, D]`, reconstruction `[N, C, H, W]`) in training mode.
+    /// (code `[N, B or D]`, reconstruction `[N, C, H, W]`) in training mode.
     pub fn forward_train(&mut self, x: &Tensor, backend: Backend) -> Result<(Tensor, Tensor)> {
-        let code = self.encoder.forward_train(x, backend)?;
+        let mut code = self.encoder.forward_train(x, backend)?;
+        if let Some(layer) = &self.bottleneck {
+            code = layer.forward(&code)?;
+        }
         let reconstruction = self.decoder.forward_train(&code, backend)?;
         Ok((code, reconstruction))
+    }
+
+    /// Codes `[N, B or D]` of a batch in eval mode: what the decoder reads.
+    pub fn encode_eval(&self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        let pooled = self.encoder.forward_eval(x, backend)?;
+        match &self.bottleneck {
+            Some(layer) => layer.forward(&pooled),
+            None => Ok(pooled),
+        }
     }
 
     /// The trainable tensors, named as in the safetensors file.
     pub fn trainable(&self) -> Vec<NamedVar> {
         let mut out = Vec::new();
         self.encoder.trainable_into("encoder.", &mut out);
+        if let Some(layer) = &self.bottleneck {
+            out.push(NamedVar::new(BOTTLENECK_WEIGHT.into(), &layer.weight));
+            out.push(NamedVar::new(BOTTLENECK_BIAS.into(), &layer.bias));
+        }
         self.decoder.trainable_into(&mut out);
         out
     }
@@ -250,12 +332,17 @@ impl AutoencoderModel {
     pub fn tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = Vec::new();
         self.encoder.tensors_into("encoder.", &mut out)?;
+        if let Some(layer) = &self.bottleneck {
+            out.push((BOTTLENECK_WEIGHT.into(), layer.weight.as_tensor().clone()));
+            out.push((BOTTLENECK_BIAS.into(), layer.bias.as_tensor().clone()));
+        }
         self.decoder.tensors_into(&mut out)?;
         Ok(out)
     }
 
     /// Loads a model of architecture `arch` from a safetensors file; the image side comes
-    /// from the shape of `decoder.fc.weight`.
+    /// from the shape of `decoder.fc.weight`, the bottleneck size from `bottleneck.weight`
+    /// (no such tensor: the pooled output is the code).
     pub fn load(arch: Architecture, path: &Path) -> Result<Self> {
         let weights = WeightSource::open(path)?;
         let dim = arch.embedding_dim();
@@ -270,16 +357,28 @@ impl AutoencoderModel {
                 ))
             })?;
 
-        let mut model = Self::new(arch, 8 * start, 0)?;
+        let bottleneck = match weights.raw(BOTTLENECK_WEIGHT) {
+            Ok(weight) => weight.dim(0)?,
+            Err(_) => 0,
+        };
+
+        let mut model = Self::new(arch, 8 * start, bottleneck, 0)?;
         model.encoder.load_from("encoder.", &weights)?;
+        if let Some(layer) = &model.bottleneck {
+            layer
+                .weight
+                .set(&weights.get(BOTTLENECK_WEIGHT, layer.weight.dims())?)?;
+            layer
+                .bias
+                .set(&weights.get(BOTTLENECK_BIAS, layer.bias.dims())?)?;
+        }
         model.decoder.load_from(&weights)?;
         Ok(model)
     }
 
     /// The input channels recorded in a weights file (the first convolution's `in`).
     pub fn in_channels_of(path: &Path) -> Result<usize> {
-        let weights = WeightSource::open(path)?;
-        Ok(weights.raw("encoder.features.0.0.weight")?.dim(1)?)
+        WeightSource::open(path)?.first_conv_in_channels("encoder.")
     }
 }
 
@@ -298,6 +397,7 @@ mod tests {
 
     fn arch(width: f64) -> Architecture {
         Architecture {
+            encoder: crate::model::EncoderKind::SmallCnn,
             in_channels: 3,
             width,
             head: HeadKind::TwoLayer,
@@ -307,7 +407,7 @@ mod tests {
 
     #[test]
     fn decoder_makes_32x32_images_with_the_peers_shapes() {
-        let mut model = AutoencoderModel::new(arch(1.0), 32, 0).unwrap();
+        let mut model = AutoencoderModel::new(arch(1.0), 32, 0, 0).unwrap();
         let x = Tensor::randn(0f32, 1., (2, 3, 32, 32), &Device::Cpu).unwrap();
         let (code, y) = model.forward_train(&x, Backend::Candle).unwrap();
         assert_eq!(code.dims(), &[2, 256]);
@@ -345,7 +445,7 @@ mod tests {
     #[test]
     fn transposed_convolution_fan_in_follows_pytorch() {
         // PyTorch computes a ConvTranspose2d weight [in, out, k, k]'s fan_in as out * k * k.
-        let model = AutoencoderModel::new(arch(1.0), 8, 1).unwrap();
+        let model = AutoencoderModel::new(arch(1.0), 8, 0, 1).unwrap();
         let values: Vec<f32> = model.decoder.up[0]
             .weight
             .flatten_all()
@@ -373,7 +473,7 @@ mod tests {
     fn fast_kernels_match_candles_ops_for_the_decoder() {
         let code = Tensor::randn(0f32, 1., (4, 64), &Device::Cpu).unwrap();
         let run = |backend: Backend| {
-            let mut model = AutoencoderModel::new(arch(0.25), 16, 2).unwrap();
+            let mut model = AutoencoderModel::new(arch(0.25), 16, 0, 2).unwrap();
             let y = model.decoder.forward_train(&code, backend).unwrap();
             let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
             let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
@@ -395,7 +495,7 @@ mod tests {
     fn saved_model_loads_back_identically_and_refuses_other_widths() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("model.safetensors");
-        let mut model = AutoencoderModel::new(arch(0.25), 16, 9).unwrap();
+        let mut model = AutoencoderModel::new(arch(0.25), 16, 0, 9).unwrap();
         let x = Tensor::randn(0f32, 1., (3, 3, 16, 16), &Device::Cpu).unwrap();
         model.forward_train(&x, Backend::Candle).unwrap();
         let tensors = model.tensors().unwrap();
@@ -433,8 +533,114 @@ mod tests {
     }
 
     #[test]
+    fn a_bottleneck_layer_maps_the_pooled_output_to_the_code_the_decoder_reads() {
+        let mut model = AutoencoderModel::new(arch(0.25), 16, 5, 4).unwrap();
+        assert_eq!(model.code_dim(), 5);
+        let x = Tensor::randn(0f32, 1., (3, 3, 16, 16), &Device::Cpu).unwrap();
+        let (code, y) = model.forward_train(&x, Backend::Candle).unwrap();
+        assert_eq!(code.dims(), &[3, 5]);
+        assert_eq!(y.dims(), &[3, 3, 16, 16]);
+
+        // Eval-mode code = pooled encoder output times W^T plus b, by hand.
+        let pooled = model.encoder.forward_eval(&x, Backend::Candle).unwrap();
+        let (weight, bias) = model.bottleneck_layer().unwrap();
+        assert_eq!((weight.dims(), bias.dims()), (&[5, 64][..], &[5][..]));
+        let by_hand = pooled
+            .matmul(&weight.t().unwrap())
+            .unwrap()
+            .broadcast_add(&bias)
+            .unwrap();
+        let code = model.encode_eval(&x, Backend::Candle).unwrap();
+        let diff = (code - by_hand).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+
+        let shapes: std::collections::HashMap<String, Vec<usize>> = model
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.dims().to_vec()))
+            .collect();
+        assert_eq!(shapes["bottleneck.weight"], vec![5, 64]);
+        assert_eq!(shapes["bottleneck.bias"], vec![5]);
+        assert_eq!(shapes["decoder.fc.weight"], vec![64 * 2 * 2, 5]);
+        let names: Vec<String> = model.trainable().into_iter().map(|v| v.name).collect();
+        assert!(names.contains(&"bottleneck.weight".to_string()));
+        assert_eq!(names.len(), 27 + 2);
+
+        // Without the layer the code is the pooled output and nothing is named bottleneck.
+        let plain = AutoencoderModel::new(arch(0.25), 16, 0, 4).unwrap();
+        assert!(plain.bottleneck_layer().is_none());
+        assert_eq!(plain.code_dim(), 64);
+        let plain_names = plain.tensors().unwrap();
+        assert!(
+            plain_names
+                .iter()
+                .all(|(n, _)| !n.starts_with("bottleneck"))
+        );
+    }
+
+    #[test]
+    fn a_saved_bottleneck_loads_back_with_its_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let model = AutoencoderModel::new(arch(0.25), 16, 7, 3).unwrap();
+        let tensors = model.tensors().unwrap();
+        let bytes =
+            safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+                .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+
+        let loaded = AutoencoderModel::load(arch(0.25), &path).unwrap();
+        assert_eq!(loaded.code_dim(), 7);
+        let x = Tensor::randn(0f32, 1., (2, 3, 16, 16), &Device::Cpu).unwrap();
+        let a = model.encode_eval(&x, Backend::Candle).unwrap();
+        let b = loaded.encode_eval(&x, Backend::Candle).unwrap();
+        let diff = (a.clone() - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let images = loaded.decoder.forward_eval(&a, Backend::Candle).unwrap();
+        assert_eq!(images.dims(), &[2, 3, 16, 16]);
+    }
+
+    #[test]
+    fn a_resnet18_autoencoder_mirrors_its_stage_channels() {
+        let resnet = Architecture {
+            encoder: crate::model::EncoderKind::ResNet18,
+            ..arch(0.125)
+        };
+        let mut model = AutoencoderModel::new(resnet, 16, 0, 1).unwrap();
+        let x = Tensor::randn(0f32, 1., (2, 3, 16, 16), &Device::Cpu).unwrap();
+        let (code, y) = model.forward_train(&x, Backend::Fast).unwrap();
+        assert_eq!(code.dims(), &[2, 64]);
+        assert_eq!(y.dims(), &[2, 3, 16, 16]);
+
+        let shapes: std::collections::HashMap<String, Vec<usize>> = model
+            .tensors()
+            .unwrap()
+            .into_iter()
+            .map(|(n, t)| (n, t.dims().to_vec()))
+            .collect();
+        assert_eq!(shapes["encoder.conv1.weight"], vec![8, 3, 3, 3]);
+        assert_eq!(shapes["decoder.up.0.0.weight"], vec![64, 32, 4, 4]);
+        assert_eq!(shapes["decoder.up.3.weight"], vec![3, 8, 3, 3]);
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let tensors = model.tensors().unwrap();
+        let bytes =
+            safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), None)
+                .unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        assert_eq!(AutoencoderModel::in_channels_of(&path).unwrap(), 3);
+        let loaded = AutoencoderModel::load(resnet, &path).unwrap();
+        let a = model.encode_eval(&x, Backend::Fast).unwrap();
+        let b = loaded.encode_eval(&x, Backend::Fast).unwrap();
+        let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+    }
+
+    #[test]
     fn image_sides_that_are_not_multiples_of_8_are_refused() {
-        let err = AutoencoderModel::new(arch(0.25), 12, 0)
+        let err = AutoencoderModel::new(arch(0.25), 12, 0, 0)
             .unwrap_err()
             .to_string();
         assert!(err.contains("multiple of 8") && err.contains("12"), "{err}");

@@ -82,9 +82,10 @@ impl AutoencoderDecoder {
         })
     }
 
-    /// Size of the embeddings the decoder takes.
+    /// Size of the embeddings the decoder takes: the bottleneck layer's B, or the
+    /// encoder's D when the model has none.
     pub fn dim(&self) -> usize {
-        self.model.arch.embedding_dim()
+        self.model.code_dim()
     }
 
     /// Decodes `embeddings` (row-major, `dim` values per image) in eval mode.

@@ -1,5 +1,5 @@
-//! `train`: SimCLR or a convolutional autoencoder on the `small-cnn` encoder, trained with
-//! candle from a views stream.
+//! `train`: SimCLR or a convolutional autoencoder on the `small-cnn` or `resnet18` encoder,
+//! trained with candle from a views stream.
 //!
 //! The binary `latent-train` only parses arguments; everything else is here so tests and
 //! `latent-export` (which reuses the model code) can call it:
@@ -7,6 +7,7 @@
 //! * [`views`]: reading and checking the Arrow views stream written by `latent-augment`;
 //! * [`model`]: the encoder and projection head with seeded PyTorch-style init and
 //!   PyTorch `state_dict` tensor names;
+//! * [`resnet`]: the CIFAR-style ResNet-18 encoder with torchvision's tensor names;
 //! * [`autoencoder`]: the mirrored decoder, the autoencoder and its MSE loss;
 //! * [`loss`]: NT-Xent and the positive top-1 accuracy;
 //! * [`optim`]: AdamW, SGD with momentum, LARS, the learning-rate schedule and its scaling;
@@ -25,6 +26,7 @@ pub mod loss;
 pub mod model;
 pub mod optim;
 pub mod representation;
+pub mod resnet;
 pub mod run;
 pub mod views;
 

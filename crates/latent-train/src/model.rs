@@ -1,4 +1,5 @@
-//! The `small-cnn` encoder and the SimCLR projection head, on candle (CPU, f32, NCHW).
+//! The encoders (`small-cnn` here, `resnet18` in [`crate::resnet`]) and the SimCLR
+//! projection head, on candle (CPU, f32, NCHW).
 //! [`Model`] holds either family (this SimCLR model or the [`crate::autoencoder`]) for the
 //! code that handles both: the optimiser, checkpoints and export.
 //!
@@ -23,7 +24,8 @@
 //!   the number of hidden layers (1 for "2layer", 2 for "3layer").
 //!
 //! In PyTorch, `SmallCNN().load_state_dict({k: v for k, v in sd.items() if
-//! k.startswith("features.")})` restores the encoder.
+//! k.startswith("features.")})` restores the encoder. A `resnet18` encoder's tensors have
+//! torchvision's names instead (see [`crate::resnet`]); the head's are the same.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -33,6 +35,7 @@ use latent_core::rng::{rng_for, stream};
 use rand::RngExt;
 
 use crate::error::{Result, TrainError};
+use crate::resnet::{ResNet18, STAGE_CHANNELS};
 
 /// Batch-norm epsilon (PyTorch's default).
 pub const BN_EPS: f64 = 1e-5;
@@ -90,9 +93,35 @@ impl HeadKind {
     }
 }
 
+/// Which encoder network: `[train] encoder`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// The peer's four conv-BN-ReLU blocks (32/64/128/256 channels).
+    SmallCnn,
+    /// The CIFAR-style ResNet-18 (64/128/256/512 channels).
+    ResNet18,
+}
+
+impl EncoderKind {
+    /// Parses the `[train] encoder` value.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "small-cnn" => Ok(EncoderKind::SmallCnn),
+            "resnet18" => Ok(EncoderKind::ResNet18),
+            other => Err(TrainError::Setting {
+                key: "encoder",
+                value: other.to_string(),
+                expected: "\"small-cnn\" or \"resnet18\"",
+            }),
+        }
+    }
+}
+
 /// Everything that fixes the shapes of the model's tensors.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Architecture {
+    /// Encoder network.
+    pub encoder: EncoderKind,
     /// Channels of the input images.
     pub in_channels: usize,
     /// Width multiplier of the encoder's channels.
@@ -104,9 +133,28 @@ pub struct Architecture {
 }
 
 impl Architecture {
-    /// Output channels of each encoder block: `round(c * width)`, at least 1.
+    /// The architecture `[train]` describes, for images of `in_channels` channels.
+    pub fn from_config(
+        in_channels: usize,
+        train: &latent_core::config::TrainConfig,
+    ) -> Result<Self> {
+        Ok(Self {
+            encoder: EncoderKind::parse(&train.encoder)?,
+            in_channels,
+            width: train.width,
+            head: HeadKind::parse(&train.head)?,
+            projection_dim: train.projection_dim,
+        })
+    }
+
+    /// Output channels of each encoder block (small-cnn) or stage (resnet18):
+    /// `round(c * width)`, at least 1.
     pub fn block_channels(&self) -> [usize; 4] {
-        BLOCK_CHANNELS.map(|c| ((c as f64 * self.width).round() as usize).max(1))
+        let base = match self.encoder {
+            EncoderKind::SmallCnn => BLOCK_CHANNELS,
+            EncoderKind::ResNet18 => STAGE_CHANNELS,
+        };
+        base.map(|c| ((c as f64 * self.width).round() as usize).max(1))
     }
 
     /// Size of the encoder's embedding (the last block's channels).
@@ -284,15 +332,27 @@ fn candle_batch_norm(
     Ok((y, mean.flatten_all()?, var.flatten_all()?))
 }
 
+/// Convolution with padding 1 (the 3x3 layers of the small-cnn and the decoder).
 pub(crate) fn conv2d(
     x: &Tensor,
     weight: &Tensor,
     stride: usize,
     backend: Backend,
 ) -> Result<Tensor> {
+    conv2d_padded(x, weight, stride, 1, backend)
+}
+
+/// Convolution without bias of any square kernel, stride and zero padding.
+pub(crate) fn conv2d_padded(
+    x: &Tensor,
+    weight: &Tensor,
+    stride: usize,
+    padding: usize,
+    backend: Backend,
+) -> Result<Tensor> {
     Ok(match backend {
-        Backend::Candle => x.conv2d(weight, 1, stride, 1, 1)?,
-        Backend::Fast => fast::conv2d(x, weight, stride, 1)?,
+        Backend::Candle => x.conv2d(weight, padding, stride, 1, 1)?,
+        Backend::Fast => fast::conv2d(x, weight, stride, padding)?,
     })
 }
 
@@ -310,14 +370,116 @@ pub struct ConvBlock {
     pub stride: usize,
 }
 
-/// The `small-cnn` encoder: four conv blocks and a global average pool.
+/// The encoder network of either kind; its pooled output is the embedding.
 #[derive(Debug)]
-pub struct Encoder {
-    pub blocks: Vec<ConvBlock>,
+pub enum Encoder {
+    SmallCnn(SmallCnn),
+    ResNet18(ResNet18),
 }
 
 impl Encoder {
     pub(crate) fn new(arch: &Architecture, init: &mut Initialiser) -> Result<Self> {
+        Ok(match arch.encoder {
+            EncoderKind::SmallCnn => Encoder::SmallCnn(SmallCnn::new(arch, init)?),
+            EncoderKind::ResNet18 => Encoder::ResNet18(ResNet18::new(
+                arch.in_channels,
+                arch.block_channels(),
+                init,
+            )?),
+        })
+    }
+
+    /// Which network this is.
+    pub fn kind(&self) -> EncoderKind {
+        match self {
+            Encoder::SmallCnn(_) => EncoderKind::SmallCnn,
+            Encoder::ResNet18(_) => EncoderKind::ResNet18,
+        }
+    }
+
+    /// The small-cnn network, when this is one.
+    pub fn small_cnn(&self) -> Option<&SmallCnn> {
+        match self {
+            Encoder::SmallCnn(e) => Some(e),
+            Encoder::ResNet18(_) => None,
+        }
+    }
+
+    /// Size of the embedding (the last block's or stage's channels).
+    pub fn embedding_dim(&self) -> usize {
+        match self {
+            Encoder::SmallCnn(e) => e.blocks[3].weight.dims()[0],
+            Encoder::ResNet18(e) => e.embedding_dim(),
+        }
+    }
+
+    /// Embeddings `[N, D]` of a batch `[N, C, H, W]` in training mode (batch statistics;
+    /// running statistics updated).
+    pub fn forward_train(&mut self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        match self {
+            Encoder::SmallCnn(e) => e.forward_train(x, backend),
+            Encoder::ResNet18(e) => e.forward_train(x, backend),
+        }
+    }
+
+    /// Embeddings `[N, D]` in eval mode (running statistics, nothing updated).
+    pub fn forward_eval(&self, x: &Tensor, backend: Backend) -> Result<Tensor> {
+        match self {
+            Encoder::SmallCnn(e) => e.forward_eval(x, backend),
+            Encoder::ResNet18(e) => e.forward_eval(x, backend),
+        }
+    }
+
+    /// The batch-norm layers, in order.
+    pub fn norms_mut(&mut self) -> impl Iterator<Item = &mut BatchNorm> {
+        let norms: Vec<&mut BatchNorm> = match self {
+            Encoder::SmallCnn(e) => e.norms_mut().collect(),
+            Encoder::ResNet18(e) => e.norms_mut().collect(),
+        };
+        norms.into_iter()
+    }
+
+    /// Appends the trainable tensors, named with `prefix` first.
+    pub(crate) fn trainable_into(&self, prefix: &str, out: &mut Vec<NamedVar>) {
+        match self {
+            Encoder::SmallCnn(e) => e.trainable_into(prefix, out),
+            Encoder::ResNet18(e) => e.trainable_into(prefix, out),
+        }
+    }
+
+    /// Appends every tensor (batch-norm statistics included), named with `prefix` first.
+    pub(crate) fn tensors_into(&self, prefix: &str, out: &mut Vec<(String, Tensor)>) -> Result<()> {
+        match self {
+            Encoder::SmallCnn(e) => e.tensors_into(prefix, out),
+            Encoder::ResNet18(e) => e.tensors_into(prefix, out),
+        }
+    }
+
+    /// Sets every tensor from `weights`, named with `prefix` first.
+    pub(crate) fn load_from(&mut self, prefix: &str, weights: &WeightSource) -> Result<()> {
+        match self {
+            Encoder::SmallCnn(e) => e.load_from(prefix, weights),
+            Encoder::ResNet18(e) => e.load_from(prefix, weights),
+        }
+    }
+
+    /// Name of the first convolution's weight (its `in` axis is the image channels).
+    pub(crate) fn first_weight_name(kind: EncoderKind) -> &'static str {
+        match kind {
+            EncoderKind::SmallCnn => "features.0.0.weight",
+            EncoderKind::ResNet18 => "conv1.weight",
+        }
+    }
+}
+
+/// The `small-cnn` encoder: four conv blocks and a global average pool.
+#[derive(Debug)]
+pub struct SmallCnn {
+    pub blocks: Vec<ConvBlock>,
+}
+
+impl SmallCnn {
+    fn new(arch: &Architecture, init: &mut Initialiser) -> Result<Self> {
         let mut blocks = Vec::with_capacity(4);
         let mut in_channels = arch.in_channels;
         for (out_channels, stride) in arch.block_channels().into_iter().zip(BLOCK_STRIDES) {
@@ -564,8 +726,7 @@ impl SimclrModel {
 
     /// The input channels recorded in a weights file (the first convolution's `in`).
     pub fn in_channels_of(path: &Path) -> Result<usize> {
-        let weights = WeightSource::open(path)?;
-        Ok(weights.raw("features.0.0.weight")?.dim(1)?)
+        WeightSource::open(path)?.first_conv_in_channels("")
     }
 }
 
@@ -616,8 +777,8 @@ impl Model {
         }
     }
 
-    /// The encoder, whose pooled output is the embedding (the bottleneck of the
-    /// autoencoder).
+    /// The encoder, whose pooled output is the embedding (for an autoencoder with a
+    /// bottleneck layer, the input of that layer).
     pub fn encoder(&self) -> &Encoder {
         match self {
             Model::Simclr(m) => &m.encoder,
@@ -703,6 +864,29 @@ impl<'a> WeightSource<'a> {
         }
     }
 
+    /// Whether the file has a tensor of this name.
+    pub(crate) fn has(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    /// The input channels of the encoder under `prefix`: the `in` axis of its first
+    /// convolution, whichever kind of encoder the file holds.
+    pub(crate) fn first_conv_in_channels(&self, prefix: &str) -> Result<usize> {
+        let resnet = format!(
+            "{prefix}{}",
+            Encoder::first_weight_name(EncoderKind::ResNet18)
+        );
+        let name = if self.has(&resnet) {
+            resnet
+        } else {
+            format!(
+                "{prefix}{}",
+                Encoder::first_weight_name(EncoderKind::SmallCnn)
+            )
+        };
+        Ok(self.raw(&name)?.dim(1)?)
+    }
+
     pub(crate) fn raw(&self, name: &str) -> Result<&Tensor> {
         self.tensors.get(name).ok_or_else(|| TrainError::Model {
             path: self.path.to_path_buf(),
@@ -731,6 +915,7 @@ mod tests {
 
     fn tiny() -> Architecture {
         Architecture {
+            encoder: EncoderKind::SmallCnn,
             in_channels: 3,
             width: 0.25,
             head: HeadKind::TwoLayer,
@@ -744,7 +929,7 @@ mod tests {
         let b = SimclrModel::new(tiny(), 3).unwrap();
         let c = SimclrModel::new(tiny(), 4).unwrap();
         let first = |m: &SimclrModel| -> Vec<f32> {
-            m.encoder.blocks[1]
+            m.encoder.small_cnn().unwrap().blocks[1]
                 .weight
                 .flatten_all()
                 .unwrap()
@@ -828,15 +1013,28 @@ mod tests {
             let flat = |t: &Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
             let conv_grad = flat(
                 grads
-                    .get(model.encoder.blocks[0].weight.as_tensor())
+                    .get(
+                        model.encoder.small_cnn().unwrap().blocks[0]
+                            .weight
+                            .as_tensor(),
+                    )
                     .unwrap(),
             );
             let gamma_grad = flat(
                 grads
-                    .get(model.encoder.blocks[2].norm.weight.as_tensor())
+                    .get(
+                        model.encoder.small_cnn().unwrap().blocks[2]
+                            .norm
+                            .weight
+                            .as_tensor(),
+                    )
                     .unwrap(),
             );
-            let running = flat(&model.encoder.blocks[1].norm.running_var);
+            let running = flat(
+                &model.encoder.small_cnn().unwrap().blocks[1]
+                    .norm
+                    .running_var,
+            );
             (flat(&z), conv_grad, gamma_grad, running)
         };
         let (candle, fast) = (run(Backend::Candle), run(Backend::Fast));

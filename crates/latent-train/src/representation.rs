@@ -167,6 +167,7 @@ mod tests {
 
     fn arch(head: HeadKind) -> Architecture {
         Architecture {
+            encoder: crate::model::EncoderKind::SmallCnn,
             in_channels: 3,
             width: 0.25,
             head,

@@ -25,7 +25,7 @@ use crate::autoencoder::{AutoencoderModel, mse};
 use crate::checkpoint;
 use crate::error::{Result, TrainError};
 use crate::loss::{nt_xent, positive_top1};
-use crate::model::{Architecture, Backend, HeadKind, Model, Objective, SimclrModel};
+use crate::model::{Architecture, Backend, Model, Objective, SimclrModel};
 use crate::optim::{LrScaling, Optimizer, OptimizerKind, Schedule};
 use crate::views::{ViewBatch, ViewsInfo, ViewsStream};
 
@@ -98,6 +98,8 @@ pub struct StepRecord {
 struct Settings {
     objective: Objective,
     arch: Architecture,
+    /// Size of the autoencoder's code (0: the encoder's pooled output).
+    bottleneck: usize,
     schedule: Schedule,
     optimizer: OptimizerKind,
     /// Peak learning rate after scaling with the batch size.
@@ -127,10 +129,10 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
         });
     }
     expect(
-        "encoder",
-        &train.encoder,
-        "\"small-cnn\"",
-        train.encoder == "small-cnn",
+        "bottleneck",
+        &train.bottleneck.to_string(),
+        "0 unless objective = \"autoencoder\" (a SimCLR model has no bottleneck layer)",
+        train.bottleneck == 0 || objective == Objective::Autoencoder,
     )?;
     expect(
         "batch_size",
@@ -153,12 +155,8 @@ fn parse_settings(config: &PipelineConfig, name: &str, info: &ViewsInfo) -> Resu
 
     Ok(Settings {
         objective,
-        arch: Architecture {
-            in_channels: info.channels,
-            width: train.width,
-            head: HeadKind::parse(&train.head)?,
-            projection_dim: train.projection_dim,
-        },
+        arch: Architecture::from_config(info.channels, train)?,
+        bottleneck: train.bottleneck,
         schedule: Schedule::parse(&train.schedule, train.warmup)?,
         optimizer: OptimizerKind::parse(&train.optimizer)?,
         peak_lr: LrScaling::parse(&train.lr_scaling)?.apply(train.lr, train.batch_size),
@@ -292,9 +290,12 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
     } else {
         let model = match settings.objective {
             Objective::Simclr => Model::Simclr(SimclrModel::new(settings.arch, seed)?),
-            Objective::Autoencoder => {
-                Model::Autoencoder(AutoencoderModel::new(settings.arch, info.size, seed)?)
-            }
+            Objective::Autoencoder => Model::Autoencoder(AutoencoderModel::new(
+                settings.arch,
+                info.size,
+                settings.bottleneck,
+                seed,
+            )?),
         };
         let optimizer = Optimizer::new(
             settings.optimizer,
@@ -319,11 +320,12 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         images_per_epoch = ?info.images_per_epoch,
         batch_size = train_config.batch_size,
         planned_steps = ?planned,
-        "training {} on small-cnn",
+        "training {} on {}",
         match settings.objective {
             Objective::Simclr => "SimCLR (NT-Xent on two views)",
             Objective::Autoencoder => "the autoencoder (MSE on view1; view2 is not read)",
-        }
+        },
+        train_config.encoder
     );
 
     let receiver = spawn_reader(stream, train_config.batch_size, position.rows_consumed);
@@ -713,13 +715,26 @@ pub fn load_model_dir(dir: &Path) -> Result<TrainedModel> {
     let config = PipelineConfig::load(&dir.join(files::CONFIG))?;
     let objective = Objective::parse(&config.train.objective)?;
     let in_channels = Model::in_channels_of(objective, &weights)?;
-    let arch = Architecture {
-        in_channels,
-        width: config.train.width,
-        head: HeadKind::parse(&config.train.head)?,
-        projection_dim: config.train.projection_dim,
-    };
+    let arch = Architecture::from_config(in_channels, &config.train)?;
     let model = Model::load(objective, arch, &weights)?;
+
+    if let Model::Autoencoder(autoencoder) = &model {
+        let in_file = autoencoder
+            .bottleneck
+            .as_ref()
+            .map_or(0, |l| l.weight.dims()[0]);
+        if in_file != config.train.bottleneck {
+            return Err(TrainError::Model {
+                path: weights,
+                what: format!(
+                    "has a bottleneck of {in_file} (0: none), but its config.toml says \
+                     bottleneck = {}",
+                    config.train.bottleneck
+                ),
+            });
+        }
+    }
+
     Ok(TrainedModel {
         model,
         config,

@@ -9,6 +9,7 @@ use candle_core::{Device, Tensor};
 use latent_core::config::PipelineConfig;
 use latent_core::rng::rng_for;
 use latent_train::model::{Backend, Model};
+use latent_train::representation::{Embedder, Representation};
 use latent_train::views::write_views_stream;
 use latent_train::{AutoencoderDecoder, TrainOptions, decode, load_model_dir, train};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -238,4 +239,82 @@ fn a_resumed_autoencoder_run_ends_where_an_uninterrupted_one_does() {
 
     let read = |dir: &Path| std::fs::read(dir.join("model.safetensors")).unwrap();
     assert_eq!(read(&whole), read(&parts));
+}
+
+#[test]
+fn a_bottleneck_run_exports_and_decodes_its_b_dimensional_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, S, &rows(40, 8, |_, id| pattern(id)));
+    let out = dir.path().join("ae");
+    let mut config = ae_config(8, 1e-2);
+    config.train.bottleneck = 8;
+    train(&views, &options(&out, config)).unwrap();
+
+    let written = std::fs::read_to_string(out.join("config.toml")).unwrap();
+    assert!(written.contains("bottleneck = 8"), "{written}");
+
+    let trained = load_model_dir(&out).unwrap();
+    let images: Vec<f32> = (0..8).flat_map(pattern).collect();
+    let x = Tensor::from_vec(images.clone(), (8, C, S, S), &Device::Cpu).unwrap();
+    let embedder = Embedder::new(trained.model, Representation::Bottleneck).unwrap();
+    let code = embedder.forward_eval(&x, Backend::Candle).unwrap();
+    assert_eq!(code.dims(), &[8, 8]);
+    let code: Vec<f32> = code.flatten_all().unwrap().to_vec1().unwrap();
+
+    let decoder = AutoencoderDecoder::load(&out).unwrap();
+    assert_eq!(decoder.dim(), 8);
+    let decoded = decoder.decode(&code, 8).unwrap();
+    assert_eq!((decoded.count, decoded.channels, decoded.size), (8, C, S));
+    let error: f32 = decoded
+        .values
+        .iter()
+        .zip(&images)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum::<f32>();
+    let baseline: f32 = images.iter().map(|v| v * v).sum();
+    assert!(
+        error < 0.7 * baseline,
+        "reconstruction error {error} vs {baseline}"
+    );
+
+    let err = decoder.decode(&[0.0; 128], 64).unwrap_err().to_string();
+    assert!(err.contains("8-d"), "{err}");
+}
+
+#[test]
+fn a_bottleneck_is_refused_for_simclr() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, S, &rows(1, 4, |_, id| pattern(id)));
+    let mut config = ae_config(4, 1e-3);
+    config.train.objective = "simclr".into();
+    config.train.bottleneck = 16;
+    let err = train(&views, &options(&dir.path().join("simclr"), config))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("bottleneck") && err.contains("autoencoder"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_config_that_disagrees_with_the_weights_bottleneck_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, S, &rows(1, 4, |_, id| pattern(id)));
+    let out = dir.path().join("ae");
+    let mut config = ae_config(4, 1e-3);
+    config.train.bottleneck = 6;
+    train(&views, &options(&out, config)).unwrap();
+
+    let path = out.join("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace("bottleneck = 6", "bottleneck = 0")).unwrap();
+    let err = load_model_dir(&out).unwrap_err().to_string();
+    assert!(
+        err.contains("bottleneck of 6") && err.contains("bottleneck = 0"),
+        "{err}"
+    );
 }

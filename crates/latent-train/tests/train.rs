@@ -9,6 +9,7 @@ use arrow::array::{AsArray, RecordBatch};
 use arrow::datatypes::{Float64Type, UInt64Type};
 use latent_core::config::PipelineConfig;
 use latent_core::rng::rng_for;
+use latent_train::model::EncoderKind;
 use latent_train::views::write_views_stream;
 use latent_train::{TrainOptions, load_model_dir, train};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -122,7 +123,12 @@ fn a_run_writes_every_output_and_trains_the_short_last_batch() {
     assert_eq!(config.train.width, 0.25);
     let loaded = load_model_dir(&out).unwrap();
     assert_eq!(loaded.model.arch().embedding_dim(), 64);
-    assert_eq!(loaded.model.encoder().blocks[0].norm.num_batches_tracked, 6);
+    assert_eq!(
+        loaded.model.encoder().small_cnn().unwrap().blocks[0]
+            .norm
+            .num_batches_tracked,
+        6
+    );
 }
 
 #[test]
@@ -503,5 +509,51 @@ fn a_run_killed_mid_way_resumes_to_the_same_steps_as_an_uninterrupted_one() {
     assert!(
         weights(&whole) == weights(&killed),
         "resumed weights differ"
+    );
+}
+
+#[test]
+fn a_resnet18_run_saves_torchvision_names_and_loads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let views = dir.path().join("views.arrow");
+    write_stream(&views, &rows(1, 8));
+    let out = dir.path().join("run");
+    let mut config = tiny_config(4, 1e-3);
+    config.train.encoder = "resnet18".into();
+    config.train.width = 0.125;
+    config.train.fast_kernels = true;
+
+    let summary = train(&views, &options(&out, config)).unwrap();
+    assert_eq!(summary.steps, 2);
+    assert!(summary.final_loss.unwrap().is_finite());
+
+    let written = PipelineConfig::load(&out.join("config.toml")).unwrap();
+    assert_eq!(written.train.encoder, "resnet18");
+    let loaded = load_model_dir(&out).unwrap();
+    assert_eq!(loaded.model.encoder().kind(), EncoderKind::ResNet18);
+    assert_eq!(loaded.model.encoder().embedding_dim(), 64);
+    let names: Vec<String> = loaded
+        .model
+        .tensors()
+        .unwrap()
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    for name in [
+        "conv1.weight",
+        "layer3.0.downsample.1.running_mean",
+        "head.3.bias",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name} missing");
+    }
+
+    let mut unknown = tiny_config(4, 1e-3);
+    unknown.train.encoder = "resnet50".into();
+    let err = train(&views, &options(&dir.path().join("bad"), unknown))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("resnet50") && err.contains("resnet18"),
+        "{err}"
     );
 }
