@@ -817,6 +817,26 @@ impl Model {
             .map_err(|e| TrainError::Tensor(candle_core::Error::wrap(e)))
     }
 
+    /// The encoder alone as safetensors bytes, named as in a SimCLR model's file (no
+    /// `encoder.` prefix even for an autoencoder), so one loader serves every backbone:
+    /// `features.*` for small-cnn (the peer's `SmallCNN.features`), torchvision's names
+    /// for resnet18. The header's metadata names the encoder (`latent.encoder`).
+    pub fn encoder_safetensors(&self) -> Result<Vec<u8>> {
+        let encoder = match self {
+            Model::Simclr(m) => &m.encoder,
+            Model::Autoencoder(m) => &m.encoder,
+        };
+        let mut tensors = Vec::new();
+        encoder.tensors_into("", &mut tensors)?;
+        let kind = match encoder.kind() {
+            EncoderKind::SmallCnn => "small-cnn",
+            EncoderKind::ResNet18 => "resnet18",
+        };
+        let metadata = HashMap::from([("latent.encoder".to_string(), kind.to_string())]);
+        safetensors::tensor::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
+            .map_err(|e| TrainError::Tensor(candle_core::Error::wrap(e)))
+    }
+
     /// Loads a model of the given family and architecture from a safetensors file.
     pub fn load(objective: Objective, arch: Architecture, path: &Path) -> Result<Self> {
         Ok(match objective {

@@ -32,6 +32,8 @@ use crate::views::{ViewBatch, ViewsInfo, ViewsStream};
 /// File names inside a model folder.
 pub mod files {
     pub const MODEL: &str = "model.safetensors";
+    /// The encoder (backbone) alone, for tools that want only the feature extractor.
+    pub const ENCODER: &str = "encoder.safetensors";
     pub const CONFIG: &str = "config.toml";
     pub const STEPS: &str = "steps.parquet";
     pub const SUMMARY: &str = "summary.json";
@@ -485,7 +487,7 @@ pub fn train_stream(stream: ViewsStream, options: &TrainOptions) -> Result<Train
         first_epoch,
     };
     checkpoint::save(&checkpoint_path, &model, &optimizer, position)?;
-    info!(out = %options.out.display(), "wrote model.safetensors, config.toml, steps.parquet, summary.json");
+    info!(out = %options.out.display(), "wrote model.safetensors, encoder.safetensors, config.toml, steps.parquet, summary.json");
     Ok(summary)
 }
 
@@ -571,6 +573,7 @@ fn write_outputs(
     };
 
     atomic::write_bytes(out.join(files::MODEL), &model.to_safetensors()?)?;
+    atomic::write_bytes(out.join(files::ENCODER), &model.encoder_safetensors()?)?;
 
     let header = format!(
         "# Written by latent-train {version}: the pipeline config of this run, [augment] as\n\

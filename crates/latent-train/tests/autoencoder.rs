@@ -119,6 +119,31 @@ fn repeated_images_are_reconstructed_better_and_top1_is_null() {
         error < 0.7 * baseline,
         "reconstruction MSE {error} vs {baseline}, train loss {last}"
     );
+
+    // The backbone file holds the autoencoder's encoder under the names a SimCLR model
+    // file uses (no `encoder.` prefix), so one loader reads either family's backbone.
+    let load = |name: &str| candle_core::safetensors::load(out.join(name), &Device::Cpu).unwrap();
+    let (whole, backbone) = (load("model.safetensors"), load("encoder.safetensors"));
+    let mut expected: Vec<String> = whole
+        .keys()
+        .filter_map(|k| k.strip_prefix("encoder.").map(String::from))
+        .collect();
+    let mut found: Vec<String> = backbone.keys().cloned().collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected);
+    let first = &backbone["features.0.0.weight"];
+    let same = (first - &whole["encoder.features.0.0.weight"])
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert_eq!(same, 0.0);
 }
 
 #[test]

@@ -90,6 +90,7 @@ fn a_run_writes_every_output_and_trains_the_short_last_batch() {
     assert!(summary.final_loss.unwrap().is_finite());
     for name in [
         "model.safetensors",
+        "encoder.safetensors",
         "config.toml",
         "steps.parquet",
         "summary.json",
@@ -129,6 +130,34 @@ fn a_run_writes_every_output_and_trains_the_short_last_batch() {
             .num_batches_tracked,
         6
     );
+
+    // The backbone file: every encoder tensor of the model file, same names and values,
+    // and nothing of the projection head.
+    let load = |name: &str| {
+        candle_core::safetensors::load(out.join(name), &candle_core::Device::Cpu).unwrap()
+    };
+    let (model, encoder) = (load("model.safetensors"), load("encoder.safetensors"));
+    let mut expected: Vec<&String> = model.keys().filter(|k| !k.starts_with("head.")).collect();
+    let mut found: Vec<&String> = encoder.keys().collect();
+    expected.sort();
+    found.sort();
+    assert_eq!(found, expected);
+    assert!(found.iter().any(|k| k.starts_with("features.")));
+    for (name, tensor) in &encoder {
+        let diff = (tensor - &model[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(candle_core::DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert_eq!(diff, 0.0, "{name}");
+    }
 }
 
 #[test]
