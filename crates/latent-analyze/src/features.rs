@@ -4,6 +4,7 @@
 //! Rows without a label, or in a split other than `train` and `test`, cannot be scored
 //! and are left out (and counted).
 
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,7 @@ use latent_core::image_table::{self, ImageTable};
 use latent_core::schema::{latent, split};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use polars::prelude::*;
+use tracing::warn;
 
 use crate::error::{AnalyzeError, Result};
 use crate::linalg::Matrix;
@@ -198,7 +200,7 @@ pub fn read_latent_table(name: &str, path: &Path) -> Result<FeatureSet> {
         }
     }
     let frame = frame.expect("table_files returns at least one file");
-    let description = describe_latent_table(&files[0]);
+    let description = check_shards_agree(&files)?;
 
     let column = |name: &str| {
         frame
@@ -240,24 +242,77 @@ pub fn read_latent_table(name: &str, path: &Path) -> Result<FeatureSet> {
     }
 
     let mut rows = Splitter::new(dim);
+    let mut seen = HashSet::with_capacity(ids.len());
     let rows_with_labels = ids.iter().zip(labels.iter()).zip(splits.iter());
     for (row, ((id, label), split_name)) in rows_with_labels.enumerate() {
+        if let Some(id) = id
+            && !seen.insert(id)
+        {
+            return Err(AnalyzeError::invalid(
+                path,
+                format!(
+                    "image id {id} appears more than once (in a folder of shards: is a shard \
+                     there twice?)"
+                ),
+            ));
+        }
         let values = values[row * dim..(row + 1) * dim].iter().copied();
         rows.push(id.unwrap_or(-1), label, split_name.unwrap_or(""), values);
     }
     rows.finish(name, path, description)
 }
 
-/// "REPRESENTATION, KIND" from a latent table's key-value metadata (as `latent-export`
-/// writes them), or "unknown" for tables from elsewhere.
-fn describe_latent_table(file: &Path) -> String {
-    // The builder's Arrow schema carries the Parquet footer's key-value pairs and those of
-    // an encoded Arrow schema alike.
-    let metadata = File::open(file)
-        .ok()
-        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
-        .map(|builder| builder.schema().metadata().clone())
-        .unwrap_or_default();
+/// The metadata keys that say which model output a latent table holds.
+const ORIGIN_KEYS: [&str; 3] = [
+    "latent.representation",
+    "latent.model.kind",
+    "latent.model.weights_sha256",
+];
+
+/// Checks that every file of a folder of shards says it holds the same model output
+/// (representation, model kind, weights) and warns when `latent.shard` markers show that
+/// shards are missing. Returns "REPRESENTATION, KIND" for the report, or "unknown" for
+/// tables from elsewhere that record neither.
+fn check_shards_agree(files: &[PathBuf]) -> Result<String> {
+    let first = latent_metadata(&files[0]);
+    let origin =
+        |metadata: &HashMap<String, String>| ORIGIN_KEYS.map(|key| metadata.get(key).cloned());
+    let mut shards = HashSet::new();
+    let mut shard_count = None;
+    for file in files {
+        let metadata = latent_metadata(file);
+        if origin(&metadata) != origin(&first) {
+            return Err(AnalyzeError::invalid(
+                file,
+                format!(
+                    "holds {} but {} holds {} (shards of different exports in one folder?)",
+                    describe(&metadata),
+                    files[0].display(),
+                    describe(&first)
+                ),
+            ));
+        }
+        let marker = metadata.get("latent.shard").and_then(|s| s.split_once('/'));
+        if let Some((index, count)) = marker {
+            shards.insert(index.to_string());
+            shard_count = count.parse::<usize>().ok();
+        }
+    }
+    if let Some(count) = shard_count
+        && shards.len() < count
+    {
+        warn!(
+            folder = %files[0].parent().unwrap_or(Path::new(".")).display(),
+            found = shards.len(),
+            expected = count,
+            "the folder holds only some shards of an export: scores cover those rows only"
+        );
+    }
+    Ok(describe(&first))
+}
+
+/// "REPRESENTATION, KIND (weights abcdef12…)" in words.
+fn describe(metadata: &HashMap<String, String>) -> String {
     match (
         metadata.get("latent.representation"),
         metadata.get("latent.model.kind"),
@@ -266,6 +321,16 @@ fn describe_latent_table(file: &Path) -> String {
         (Some(representation), None) => representation.clone(),
         _ => "unknown".into(),
     }
+}
+
+/// A latent table's key-value metadata. The builder's Arrow schema carries the Parquet
+/// footer's pairs and those of an encoded Arrow schema alike.
+fn latent_metadata(file: &Path) -> HashMap<String, String> {
+    File::open(file)
+        .ok()
+        .and_then(|f| ParquetRecordBatchReaderBuilder::try_new(f).ok())
+        .map(|builder| builder.schema().metadata().clone().into())
+        .unwrap_or_default()
 }
 
 /// Checks the latent columns and returns the embedding dimension.

@@ -379,3 +379,38 @@ fn a_folder_of_shards_scores_as_the_whole_table() {
         scores(&inputs.latent, "report_whole")
     );
 }
+
+#[test]
+fn a_folder_holding_a_shard_twice_or_shards_of_different_exports_is_refused() {
+    let inputs = inputs();
+    let whole = latent_batch();
+
+    // The same rows twice: the second copy's ids repeat the first's.
+    let doubled = inputs.root.join("doubled");
+    std::fs::create_dir(&doubled).unwrap();
+    write_parquet(&doubled.join("part-0.parquet"), whole.clone());
+    write_parquet(&doubled.join("part-0-copy.parquet"), whole.clone());
+    let output = analyze_latent(&inputs, &doubled, &inputs.root.join("report_doubled"));
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("appears more than once"), "{err}");
+
+    // Two halves whose metadata names different representations.
+    let mixed = inputs.root.join("mixed");
+    std::fs::create_dir(&mixed).unwrap();
+    let half = whole.num_rows() / 2;
+    write_parquet(&mixed.join("part-0.parquet"), whole.slice(0, half));
+    let mut metadata = whole.schema().metadata().clone();
+    metadata.insert("latent.representation".to_string(), "encoder".to_string());
+    let rest = whole.slice(half, whole.num_rows() - half);
+    let schema = Arc::new(whole.schema().as_ref().clone().with_metadata(metadata));
+    let other = RecordBatch::try_new(schema, rest.columns().to_vec()).unwrap();
+    write_parquet(&mixed.join("part-1.parquet"), other);
+    let output = analyze_latent(&inputs, &mixed, &inputs.root.join("report_mixed"));
+    assert!(!output.status.success());
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        err.contains("encoder, trained") && err.contains("head:1, trained"),
+        "{err}"
+    );
+}

@@ -85,6 +85,9 @@ pub enum ExportError {
 
     #[error("invalid shard '{0}': expected I/N with 0 <= I < N, e.g. 0/4")]
     Shard(String),
+
+    #[error("{0}")]
+    Setting(String),
 }
 
 /// Result with [`ExportError`].
@@ -193,10 +196,35 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
     let started = Instant::now();
     refuse_non_parquet(&options.images)?;
     let source = ImageSource::open(&options.images)?;
+    check_output_path(&options.out, &source)?;
+    for (name, value) in [
+        ("batch size", options.batch_size),
+        ("row group", options.row_group),
+    ] {
+        if value == Some(0) {
+            return Err(ExportError::Setting(format!(
+                "the {name} must be at least 1"
+            )));
+        }
+    }
+    if source.rows == 0 {
+        return Err(ExportError::Input {
+            path: options.images.clone(),
+            expected: "an image table with at least one image".into(),
+            found: "an empty table".into(),
+        });
+    }
     let rows = match options.shard {
         Some(shard) => shard.rows(source.rows),
         None => 0..source.rows,
     };
+    if rows.is_empty() {
+        warn!(
+            shard = options.shard.map(|s| s.to_string()),
+            images = source.rows,
+            "this shard holds no rows (more shards than images): writing an empty table"
+        );
+    }
     info!(
         images = source.rows,
         exported = rows.len(),
@@ -213,12 +241,15 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
     )?;
     let batch_size = options
         .batch_size
-        .unwrap_or(prepared.config.export.batch_size)
-        .max(1);
+        .unwrap_or(prepared.config.export.batch_size);
     let row_group = options
         .row_group
-        .unwrap_or(prepared.config.export.row_group)
-        .max(1);
+        .unwrap_or(prepared.config.export.row_group);
+    if batch_size == 0 || row_group == 0 {
+        return Err(ExportError::Setting(
+            "[export] batch_size and row_group must be at least 1".into(),
+        ));
+    }
 
     let mut metadata = table_metadata(&prepared);
     if let Some(shard) = options.shard {
@@ -249,6 +280,7 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary> {
     writer.finish()?;
     bar.finish_and_clear();
     if let Some((height, width, _)) = shape
+        && prepared.kind == "trained"
         && (prepared.config.augment.size != height || height != width)
     {
         warn!(
@@ -420,6 +452,31 @@ fn is_train(record: &ImageRecord) -> bool {
     record.split == schema::split::TRAIN
 }
 
+/// Refuses an output path that is a folder or one of the image table's own files, before
+/// any encoding is done.
+fn check_output_path(out: &Path, images: &ImageSource) -> Result<()> {
+    if out.is_dir() {
+        return Err(ExportError::Input {
+            path: out.to_path_buf(),
+            expected: "a file path for the latent table".into(),
+            found: "a folder (give a file name inside it)".into(),
+        });
+    }
+    let Ok(out_real) = out.canonicalize() else {
+        return Ok(());
+    };
+    for file in &images.files {
+        if file.canonicalize().is_ok_and(|f| f == out_real) {
+            return Err(ExportError::Input {
+                path: out.to_path_buf(),
+                expected: "an output path other than the input".into(),
+                found: "the image table being read (it would be overwritten)".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Refuses inputs that are Arrow IPC data (a views stream, say) before Parquet does so
 /// with a less helpful message.
 fn refuse_non_parquet(path: &Path) -> Result<()> {
@@ -585,7 +642,9 @@ pub fn train_split_stats(images: &ImageSource, channels: usize) -> Result<(Vec<f
     let mut sum = vec![0f64; channels];
     let mut sum_sq = vec![0f64; channels];
     let mut count = 0u64;
+    let mut shape = None;
     images.for_each_train_chunk(1024, |chunk| {
+        check_image_shapes(&images.path, chunk, channels, &mut shape)?;
         for record in chunk {
             let pixels = record.height as usize * record.width as usize;
             for p in 0..pixels {
@@ -660,13 +719,25 @@ fn calibrate_batch_norm(
         norm.reset_running_stats()?;
         norm.momentum = None;
     }
+    let mut shape = None;
+    let mut calibrated = 0;
     images.for_each_train_chunk(batch_size, |chunk| {
+        check_image_shapes(&images.path, chunk, channels, &mut shape)?;
+        calibrated += chunk.len();
         if chunk.len() >= 2 {
             let x = normalised_batch(chunk, channels, mean, std)?;
             encoder.forward_train(&x, backend)?;
         }
         Ok(())
-    })
+    })?;
+    if calibrated < 2 {
+        return Err(ExportError::Input {
+            path: images.path.clone(),
+            expected: "at least two train-split images to calibrate the random-init encoder's batch norm on".into(),
+            found: format!("{calibrated}"),
+        });
+    }
+    Ok(())
 }
 
 fn hex_sha256(bytes: &[u8]) -> String {

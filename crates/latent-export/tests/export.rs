@@ -508,3 +508,129 @@ fn head_layers_and_their_refusals() {
     let err = format!("{:#}", anyhow::Error::new(export(&options).unwrap_err()));
     assert!(err.contains("random-init"), "{err}");
 }
+
+/// An image table of one image per `(side, split)`, 3 channels, seeded pixels.
+fn write_images_of_sides(path: &Path, images: &[(usize, &str)]) {
+    let schema = latent_core::schema::image_table_schema();
+    let n = images.len();
+    let pixels: Vec<Vec<u8>> = images
+        .iter()
+        .enumerate()
+        .map(|(id, (side, _))| pixels(id)[..side * side * 3].to_vec())
+        .collect();
+    let sides = || images.iter().map(|(side, _)| *side as i32);
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(Int32Array::from_iter_values((0..n as i32).map(|i| i % 2))),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("c{}", i % 2)),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                images.iter().map(|(_, s)| *s),
+            )),
+            Arc::new(Int32Array::from_iter_values(sides())),
+            Arc::new(Int32Array::from_iter_values(sides())),
+            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(3, n))),
+            Arc::new(BinaryArray::from_iter_values(pixels.iter())),
+            Arc::new(StringArray::from_iter_values(
+                (0..n).map(|i| format!("{i}.png")),
+            )),
+        ],
+    )
+    .unwrap();
+    let mut writer =
+        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+fn random_init_options(images: &Path, out: &Path) -> ExportOptions {
+    let mut config = PipelineConfig::default();
+    config.train.width = 0.25;
+    ExportOptions::new(
+        images.to_path_buf(),
+        out.to_path_buf(),
+        ModelSource::RandomInit {
+            seed: 0,
+            config: Box::new(config),
+        },
+    )
+}
+
+fn error_text(options: &ExportOptions) -> String {
+    format!("{:#}", anyhow::Error::new(export(options).unwrap_err()))
+}
+
+#[test]
+fn an_image_of_another_size_is_named_when_calibrating_and_when_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("mixed.parquet");
+    write_images_of_sides(
+        &images,
+        &[(8, "train"), (8, "train"), (4, "train"), (8, "test")],
+    );
+    let out = dir.path().join("latent.parquet");
+
+    let err = error_text(&random_init_options(&images, &out));
+    assert!(err.contains("image id 2 of 4x4x3"), "{err}");
+    assert!(!out.exists());
+
+    let model = train_tiny_model(dir.path());
+    let options = ExportOptions::new(images.clone(), out.clone(), ModelSource::Trained(model));
+    let err = error_text(&options);
+    assert!(err.contains("image id 2 of 4x4x3"), "{err}");
+    assert!(!out.exists());
+}
+
+#[test]
+fn outputs_that_would_lose_data_or_work_are_refused_before_encoding() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("images.parquet");
+    write_image_table(&images);
+    let before = std::fs::read(&images).unwrap();
+
+    // The input as the output: refused, the input unchanged.
+    let err = error_text(&random_init_options(&images, &images));
+    assert!(err.contains("would be overwritten"), "{err}");
+    assert_eq!(std::fs::read(&images).unwrap(), before);
+
+    // A folder as the output.
+    let err = error_text(&random_init_options(&images, dir.path()));
+    assert!(err.contains("a folder"), "{err}");
+
+    // Zero batch size or row group.
+    let out = dir.path().join("latent.parquet");
+    for options in [
+        ExportOptions {
+            batch_size: Some(0),
+            ..random_init_options(&images, &out)
+        },
+        ExportOptions {
+            row_group: Some(0),
+            ..random_init_options(&images, &out)
+        },
+    ] {
+        let err = error_text(&options);
+        assert!(err.contains("at least 1"), "{err}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn empty_tables_and_random_init_without_train_images_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("latent.parquet");
+
+    let empty = dir.path().join("empty.parquet");
+    write_images_of_sides(&empty, &[]);
+    let err = error_text(&random_init_options(&empty, &out));
+    assert!(err.contains("an empty table"), "{err}");
+
+    let test_only = dir.path().join("test_only.parquet");
+    write_images_of_sides(&test_only, &[(8, "test"), (8, "test"), (8, "test")]);
+    let err = error_text(&random_init_options(&test_only, &out));
+    assert!(err.contains("train-split images"), "{err}");
+    assert!(!out.exists());
+}

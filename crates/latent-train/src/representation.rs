@@ -14,7 +14,7 @@ use crate::model::{Backend, Encoder, HiddenLayer, Model};
 
 /// A model output that can be exported, as written on the command line.
 ///
-/// * `encoder`: the encoder's pooled output (head layer 0);
+/// * `encoder`: the encoder's pooled output (what the head reads);
 /// * `head:K`: the output of layer K of the projection head, K from 1 to its depth (the
 ///   hidden layers' outputs after batch norm and ReLU; the last is the projection itself);
 /// * `bottleneck`: the autoencoder's code, which the decoder reads.
@@ -37,10 +37,13 @@ impl Representation {
             "bottleneck" => Ok(Self::Bottleneck),
             _ => {
                 let layer = value.strip_prefix("head:").ok_or_else(invalid)?;
+                // Digits only: no sign, no leading zero, no 0 (the encoder has its own name).
+                let canonical = !layer.is_empty()
+                    && layer.bytes().all(|b| b.is_ascii_digit())
+                    && !layer.starts_with('0');
                 match layer.parse::<usize>() {
-                    Ok(0) => Ok(Self::Encoder),
-                    Ok(k) => Ok(Self::Head(k)),
-                    Err(_) => Err(invalid()),
+                    Ok(k) if canonical => Ok(Self::Head(k)),
+                    _ => Err(invalid()),
                 }
             }
         }
@@ -180,11 +183,9 @@ mod tests {
         for text in ["encoder", "head:1", "head:3", "bottleneck"] {
             assert_eq!(Representation::parse(text).unwrap().to_string(), text);
         }
-        assert_eq!(
-            Representation::parse("head:0").unwrap(),
-            Representation::Encoder
-        );
-        for bad in ["head", "head:", "head:x", "pooled", ""] {
+        for bad in [
+            "head", "head:", "head:x", "head:0", "head:+1", "head:01", "pooled", "",
+        ] {
             let err = Representation::parse(bad).unwrap_err().to_string();
             assert!(err.contains("representation"), "{bad}: {err}");
         }
@@ -196,7 +197,12 @@ mod tests {
         let dim = arch(HeadKind::ThreeLayer).embedding_dim();
         for (k, expected) in [(0, dim), (1, dim), (2, dim), (3, 16)] {
             let model = SimclrModel::new(arch(HeadKind::ThreeLayer), 7).unwrap();
-            let repr = Representation::parse(&format!("head:{k}")).unwrap();
+            let text = if k == 0 {
+                "encoder".to_string()
+            } else {
+                format!("head:{k}")
+            };
+            let repr = Representation::parse(&text).unwrap();
             let embedder = Embedder::new(Model::Simclr(model), repr).unwrap();
             let out = embedder.forward_eval(&x, Backend::Candle).unwrap();
             assert_eq!(out.dims(), &[4, expected], "head:{k}");
