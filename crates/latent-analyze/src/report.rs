@@ -161,7 +161,14 @@ pub fn markdown(report: &Report) -> String {
     rule.push_str(" --- | --- | --- | --- | --- | --- |");
     let _ = writeln!(md, "{header}\n{rule}");
     for set in &report.feature_sets {
-        let mut line = format!("| {} | {} | {} |", set.name, set.features, set.dim);
+        // A `|` in a name would open a new column of the Markdown table.
+        let cell = |text: &str| text.replace('|', "\\|");
+        let mut line = format!(
+            "| {} | {} | {} |",
+            cell(&set.name),
+            cell(&set.features),
+            set.dim
+        );
         for probe in &set.linear_probe {
             let flag = if probe.converged {
                 ""
