@@ -492,7 +492,7 @@ pub(crate) fn backward_input(g: &ConvGeometry, output_grad: &[f32], weight: &[f3
     input_grad
 }
 
-/// `dw` of `y = conv(x, w)` given `dy`: `dY col^T` summed over chunks, one running sum per
+/// `dw` of `y = conv(x, w)` given `dy`: `dY col^T` (computed as its transpose) summed over chunks, one running sum per
 /// rayon task, then added up.
 pub(crate) fn backward_weight(g: &ConvGeometry, input: &[f32], output_grad: &[f32]) -> Vec<f32> {
     g.check_lengths(Some(input), None, Some(output_grad));
@@ -515,13 +515,16 @@ pub(crate) fn backward_weight(g: &ConvGeometry, input: &[f32], output_grad: &[f3
                 im2col(g, in_chunk, images, columns);
                 let output_grad = output_matrix(g, out_chunk, images, &mut scratch.outputs);
 
+                // dW^T = col dY^T, written through a transposed view of dW: the long side
+                // of the product (Cin*K*K rows) then runs along gemm's micro-kernel rows,
+                // which suits the small Cout of the first layers better than dW = dY col^T.
                 matmul(
                     &mut sum,
-                    g.weight_matrix(),
-                    output_grad,
-                    MatrixView::row_major(g.out_channels, width),
+                    g.weight_matrix().transposed(),
                     columns,
-                    MatrixView::row_major(g.col_rows(), width).transposed(),
+                    MatrixView::row_major(g.col_rows(), width),
+                    output_grad,
+                    MatrixView::row_major(g.out_channels, width).transposed(),
                     true,
                 );
                 (sum, scratch)

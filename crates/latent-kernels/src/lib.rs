@@ -11,6 +11,7 @@
 //!
 //! SIMD is chosen at run time by the `gemm` crate; nothing here needs `target-cpu=native`.
 
+mod allocator;
 mod batch_norm;
 mod conv;
 mod conv_kernels;
@@ -18,6 +19,7 @@ mod error;
 mod matmul;
 mod storage;
 
+pub use allocator::ReusingAllocator;
 pub use batch_norm::batch_norm_train;
 pub use conv::{
     conv_transpose2d, conv2d, conv2d_backward_input, conv2d_backward_weight, conv2d_multiply_adds,
