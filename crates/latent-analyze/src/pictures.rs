@@ -182,13 +182,15 @@ pub fn loss_picture(curves: &StepCurves, out: &Path) -> Result<Picture> {
             .axis_desc_style((FONT, 16))
             .draw()?;
 
+        // One-pixel lines: plotters' bitmap backend draws wider lines of near-vertical
+        // segments (the loss jumps at every short last batch) as spikes across the picture.
         let blue = CLASS_COLOURS[0];
         let points = curves.step.iter().zip(&curves.loss);
         let finite = points.filter(|(s, l)| s.is_finite() && l.is_finite());
         chart
             .draw_series(LineSeries::new(
                 finite.map(|(s, l)| (*s, *l)),
-                blue.stroke_width(2),
+                blue.stroke_width(1),
             ))?
             .label("loss (left)")
             .legend(move |(x, y)| {
@@ -208,7 +210,7 @@ pub fn loss_picture(curves: &StepCurves, out: &Path) -> Result<Picture> {
             chart
                 .draw_secondary_series(LineSeries::new(
                     finite.map(|(s, t)| (*s, *t)),
-                    orange.stroke_width(2),
+                    orange.stroke_width(1),
                 ))?
                 .label(format!("{} (right)", name.replace('_', " ")))
                 .legend(move |(x, y)| {
