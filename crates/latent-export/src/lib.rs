@@ -546,8 +546,11 @@ pub fn prepare_encoder(
             })
         }
         ModelSource::RandomInit { seed, config } => {
+            // The same choice as for a trained model: only the encoder exists here.
             let asked = representation.unwrap_or(&config.export.representation);
-            if !matches!(asked, "auto" | "" | "encoder") {
+            let encoder = matches!(asked, "auto" | "")
+                || Representation::parse(asked)? == Representation::Encoder;
+            if !encoder {
                 return Err(latent_train::TrainError::Representation {
                     asked: asked.to_string(),
                     reason: "a random-init baseline exports only its encoder".into(),

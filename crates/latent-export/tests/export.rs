@@ -30,39 +30,10 @@ fn split_of(id: usize) -> &'static str {
     if id < 5 { "train" } else { "test" }
 }
 
+/// The default tiny table: `IMAGES` images of `SIZE`, ids from 100, split by [`split_of`].
 fn write_image_table(path: &Path) {
-    let schema = latent_core::schema::image_table_schema();
-    let n = IMAGES;
-    let all_pixels: Vec<Vec<u8>> = (0..n).map(pixels).collect();
-    let batch = RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(Int64Array::from_iter_values((0..n as i64).map(|i| 100 + i))),
-            Arc::new(Int32Array::from_iter_values((0..n as i32).map(|i| i % 2))),
-            Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| if i % 2 == 0 { "cat" } else { "dog" }),
-            )),
-            Arc::new(StringArray::from_iter_values((0..n).map(split_of))),
-            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
-                SIZE as i32,
-                n,
-            ))),
-            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(
-                SIZE as i32,
-                n,
-            ))),
-            Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(3, n))),
-            Arc::new(BinaryArray::from_iter_values(all_pixels.iter())),
-            Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| format!("img{i}.png")),
-            )),
-        ],
-    )
-    .unwrap();
-    let mut writer =
-        ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    let images: Vec<(usize, &str)> = (0..IMAGES).map(|i| (SIZE, split_of(i))).collect();
+    write_images(path, 100, &images);
 }
 
 fn train_tiny_model(dir: &Path) -> std::path::PathBuf {
@@ -509,8 +480,9 @@ fn head_layers_and_their_refusals() {
     assert!(err.contains("random-init"), "{err}");
 }
 
-/// An image table of one image per `(side, split)`, 3 channels, seeded pixels.
-fn write_images_of_sides(path: &Path, images: &[(usize, &str)]) {
+/// An image table of one image per `(side, split)`, ids from `first_id`, 3 channels,
+/// seeded pixels, labels alternating cat / dog.
+fn write_images(path: &Path, first_id: i64, images: &[(usize, &str)]) {
     let schema = latent_core::schema::image_table_schema();
     let n = images.len();
     let pixels: Vec<Vec<u8>> = images
@@ -522,10 +494,12 @@ fn write_images_of_sides(path: &Path, images: &[(usize, &str)]) {
     let batch = RecordBatch::try_new(
         schema.clone(),
         vec![
-            Arc::new(Int64Array::from_iter_values(0..n as i64)),
+            Arc::new(Int64Array::from_iter_values(
+                (0..n as i64).map(|i| first_id + i),
+            )),
             Arc::new(Int32Array::from_iter_values((0..n as i32).map(|i| i % 2))),
             Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| format!("c{}", i % 2)),
+                (0..n).map(|i| if i % 2 == 0 { "cat" } else { "dog" }),
             )),
             Arc::new(StringArray::from_iter_values(
                 images.iter().map(|(_, s)| *s),
@@ -535,7 +509,7 @@ fn write_images_of_sides(path: &Path, images: &[(usize, &str)]) {
             Arc::new(Int32Array::from_iter_values(std::iter::repeat_n(3, n))),
             Arc::new(BinaryArray::from_iter_values(pixels.iter())),
             Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| format!("{i}.png")),
+                (0..n).map(|i| format!("img{i}.png")),
             )),
         ],
     )
@@ -567,8 +541,9 @@ fn error_text(options: &ExportOptions) -> String {
 fn an_image_of_another_size_is_named_when_calibrating_and_when_encoding() {
     let dir = tempfile::tempdir().unwrap();
     let images = dir.path().join("mixed.parquet");
-    write_images_of_sides(
+    write_images(
         &images,
+        0,
         &[(8, "train"), (8, "train"), (4, "train"), (8, "test")],
     );
     let out = dir.path().join("latent.parquet");
@@ -624,12 +599,12 @@ fn empty_tables_and_random_init_without_train_images_are_refused() {
     let out = dir.path().join("latent.parquet");
 
     let empty = dir.path().join("empty.parquet");
-    write_images_of_sides(&empty, &[]);
+    write_images(&empty, 0, &[]);
     let err = error_text(&random_init_options(&empty, &out));
     assert!(err.contains("an empty table"), "{err}");
 
     let test_only = dir.path().join("test_only.parquet");
-    write_images_of_sides(&test_only, &[(8, "test"), (8, "test"), (8, "test")]);
+    write_images(&test_only, 0, &[(8, "test"), (8, "test"), (8, "test")]);
     let err = error_text(&random_init_options(&test_only, &out));
     assert!(err.contains("train-split images"), "{err}");
     assert!(!out.exists());
